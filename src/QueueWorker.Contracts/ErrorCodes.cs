@@ -1,0 +1,30 @@
+namespace QueueWorker.Contracts;
+
+/// <summary>Stable error codes of <see cref="JobError.Code"/>. Producers may switch on them; never rename one.</summary>
+public static class ErrorCodes
+{
+    /// <summary>The body is empty.</summary>
+    public const string EmptyBody = "empty_body";
+    /// <summary>The body is not valid UTF-8.</summary>
+    public const string InvalidUtf8 = "invalid_utf8";
+    /// <summary>The body is not JSON, or nests too deeply.</summary>
+    public const string InvalidJson = "invalid_json";
+    /// <summary>The body is JSON but not an object.</summary>
+    public const string NotAnObject = "not_an_object";
+    /// <summary>A field has a wrong type or a value out of range; <see cref="JobError.Field"/> names it.</summary>
+    public const string InvalidField = "invalid_field";
+    /// <summary>Neither <c>prompt</c> nor <c>messages</c>, or both.</summary>
+    public const string MissingPrompt = "missing_prompt";
+    /// <summary>The body is larger than <c>RabbitMq:MaxJobBytes</c>.</summary>
+    public const string BodyTooLarge = "body_too_large";
+    /// <summary>The AMQP <c>content_type</c> is set and is not JSON.</summary>
+    public const string UnsupportedContentType = "unsupported_content_type";
+    /// <summary>Prompt tokens + max_tokens can never fit in the context.</summary>
+    public const string PromptTooLong = "prompt_too_long";
+    /// <summary>The job's deadline had passed before work began.</summary>
+    public const string DeadlineExceeded = "deadline_exceeded";
+    /// <summary>The engine failed on this job (a decode error); the message says how.</summary>
+    public const string EngineError = "engine_error";
+    /// <summary>The job was dead-lettered after killing workers repeatedly (written by tools that drain the DLQ).</summary>
+    public const string PoisonJob = "poison_job";
+}

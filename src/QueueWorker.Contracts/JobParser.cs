@@ -1,0 +1,266 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Unicode;
+
+namespace QueueWorker.Contracts;
+
+/// <summary>The outcome of parsing one job body: a job, or an error naming the field and the rule.</summary>
+/// <param name="Id">The job id when one could be read (even from an invalid body), so the failed result carries it.</param>
+/// <param name="Metadata">The metadata when it could be read, echoed even in a failed result.</param>
+public sealed record ParseResult(JobRequest? Job, JobError? Error, string? Id, JsonElement? Metadata)
+{
+    public bool IsValid => Job is not null;
+}
+
+/// <summary>
+/// Parses and validates untrusted job bodies. Every rule is checked here, once, so the worker, the CLI
+/// and producers agree; errors name the field and the rule, and nothing is silently clamped.
+/// </summary>
+public static class JobParser
+{
+    private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "user", "assistant" };
+
+    public static ParseResult Parse(ReadOnlySpan<byte> body, JobLimits limits, string? fallbackId = null)
+    {
+        if (body.IsEmpty || body.Trim(" \t\r\n"u8).IsEmpty)
+            return Fail(ErrorCodes.EmptyBody, "The body is empty: a job is a JSON object with a \"prompt\" or \"messages\" field.", null, fallbackId);
+        if (!Utf8.IsValid(body))
+            return Fail(ErrorCodes.InvalidUtf8, "The body is not valid UTF-8.", null, fallbackId);
+
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body.ToArray(), new JsonDocumentOptions { MaxDepth = limits.MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
+        }
+        catch (JsonException ex)
+        {
+            var detail = ex.Message.Contains("depth", StringComparison.OrdinalIgnoreCase)
+                ? $"JSON nests deeper than {limits.MaxDepth} levels"
+                : $"line {ex.LineNumber + 1}, byte {ex.BytePositionInLine + 1}";
+            return Fail(ErrorCodes.InvalidJson, $"The body is not valid JSON ({detail}).", null, fallbackId);
+        }
+
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                return Fail(ErrorCodes.NotAnObject, $"The body must be a JSON object, got {Describe(root.ValueKind)}.", null, fallbackId);
+            return new Reader(root, limits, fallbackId).Read();
+        }
+    }
+
+    public static ParseResult Parse(string json, JobLimits limits, string? fallbackId = null) =>
+        Parse(System.Text.Encoding.UTF8.GetBytes(json), limits, fallbackId);
+
+    private static ParseResult Fail(string code, string message, string? field, string? id, JsonElement? metadata = null) =>
+        new(null, new JobError(code, message, field), id, metadata);
+
+    private static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => kind.ToString(),
+    };
+
+    private sealed class FieldException(string field, string message, string code = ErrorCodes.InvalidField) : Exception(message)
+    {
+        public string Field { get; } = field;
+        public string Code { get; } = code;
+    }
+
+    /// <summary>Reads one object; the first rule broken ends the read with a <see cref="FieldException"/>.</summary>
+    private readonly struct Reader(JsonElement root, JobLimits limits, string? fallbackId)
+    {
+        public ParseResult Read()
+        {
+            string? id = null;
+            JsonElement? metadata = null;
+            try
+            {
+                id = ReadId() ?? fallbackId;
+                metadata = ReadMetadata();
+                var prompt = OptionalString("prompt");
+                var messages = ReadMessages();
+                if (prompt is null && messages is null)
+                    throw new FieldException("prompt", "A job needs \"prompt\" (a string) or \"messages\" (an array of {role, content}).", ErrorCodes.MissingPrompt);
+                if (prompt is not null && messages is not null)
+                    throw new FieldException("prompt", "Give either \"prompt\" or \"messages\", not both.", ErrorCodes.MissingPrompt);
+                if (prompt is { Length: 0 })
+                    throw new FieldException("prompt", "\"prompt\" must not be empty.", ErrorCodes.MissingPrompt);
+
+                RejectUnsupported();
+
+                var job = new JobRequest
+                {
+                    Id = id,
+                    Prompt = prompt,
+                    Messages = messages,
+                    MaxTokens = OptionalInt("max_tokens", 1, limits.MaxTokens, "the worker's cap Inference:MaxTokens") ?? limits.DefaultMaxTokens,
+                    Temperature = OptionalFloat("temperature", 0, 2, minExclusive: false),
+                    TopP = OptionalFloat("top_p", 0, 1, minExclusive: true),
+                    TopK = OptionalInt("top_k", 0, 100_000, null),
+                    MinP = OptionalFloat("min_p", 0, 1, minExclusive: false),
+                    RepeatPenalty = OptionalFloat("repeat_penalty", 0, 10, minExclusive: true),
+                    Seed = OptionalSeed(),
+                    Stop = ReadStop(),
+                    TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
+                    Metadata = metadata,
+                };
+                return new ParseResult(job, null, id, metadata);
+            }
+            catch (FieldException ex)
+            {
+                return new ParseResult(null, new JobError(ex.Code, ex.Message, ex.Field), id ?? fallbackId, metadata);
+            }
+        }
+
+        private bool TryGet(string name, out JsonElement value) =>
+            root.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null;
+
+        private string? ReadId()
+        {
+            if (!TryGet("id", out var v)) return null;
+            string id = v.ValueKind switch
+            {
+                JsonValueKind.String => v.GetString()!,
+                // Numeric ids are common in producers' databases; keep their exact text.
+                JsonValueKind.Number => v.GetRawText(),
+                _ => throw new FieldException("id", $"\"id\" must be a string, got {Describe(v.ValueKind)}."),
+            };
+            if (id.Length == 0) throw new FieldException("id", "\"id\" must not be empty.");
+            if (id.Length > limits.MaxIdLength)
+                throw new FieldException("id", $"\"id\" must be at most {limits.MaxIdLength} characters, got {id.Length}.");
+            if (id.Any(char.IsControl)) throw new FieldException("id", "\"id\" must not contain control characters.");
+            return id;
+        }
+
+        private JsonElement? ReadMetadata()
+        {
+            if (!TryGet("metadata", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.Object)
+                throw new FieldException("metadata", $"\"metadata\" must be an object, got {Describe(v.ValueKind)}.");
+            var size = System.Text.Encoding.UTF8.GetByteCount(v.GetRawText());
+            if (size > limits.MaxMetadataBytes)
+                throw new FieldException("metadata", $"\"metadata\" must be at most {limits.MaxMetadataBytes} bytes of JSON, got {size}.");
+            return v.Clone();
+        }
+
+        private string? OptionalString(string name)
+        {
+            if (!TryGet(name, out var v)) return null;
+            if (v.ValueKind != JsonValueKind.String)
+                throw new FieldException(name, $"\"{name}\" must be a string, got {Describe(v.ValueKind)}.");
+            return v.GetString();
+        }
+
+        private IReadOnlyList<ChatMessage>? ReadMessages()
+        {
+            if (!TryGet("messages", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.Array)
+                throw new FieldException("messages", $"\"messages\" must be an array of {{role, content}}, got {Describe(v.ValueKind)}.");
+            var count = v.GetArrayLength();
+            if (count == 0) throw new FieldException("messages", "\"messages\" must not be empty.", ErrorCodes.MissingPrompt);
+            if (count > limits.MaxMessages)
+                throw new FieldException("messages", $"\"messages\" must hold at most {limits.MaxMessages} messages, got {count}.");
+            var list = new List<ChatMessage>(count);
+            var i = 0;
+            foreach (var m in v.EnumerateArray())
+            {
+                var field = $"messages[{i}]";
+                if (m.ValueKind != JsonValueKind.Object)
+                    throw new FieldException(field, $"\"{field}\" must be an object with \"role\" and \"content\", got {Describe(m.ValueKind)}.");
+                if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
+                    throw new FieldException($"{field}.role", $"\"{field}.role\" must be a string: system, user or assistant.");
+                var r = role.GetString()!;
+                if (!Roles.Contains(r))
+                    throw new FieldException($"{field}.role", $"\"{field}.role\" must be system, user or assistant, got \"{Truncate(r)}\".");
+                if (!m.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
+                    throw new FieldException($"{field}.content", $"\"{field}.content\" must be a string.");
+                list.Add(new ChatMessage(r, content.GetString()!));
+                i++;
+            }
+            return list;
+        }
+
+        private void RejectUnsupported()
+        {
+            // OpenAI fields a producer might expect to work; refusing beats silently ignoring them.
+            if (TryGet("n", out var n) && !(n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out var nv) && nv == 1))
+                throw new FieldException("n", "\"n\" must be 1: one completion per job.");
+            if (TryGet("stream", out var s) && s.ValueKind == JsonValueKind.True)
+                throw new FieldException("stream", "\"stream\" must be false: results are published whole.");
+        }
+
+        private int? OptionalInt(string name, int min, int max, string? maxWhy)
+        {
+            if (!TryGet(name, out var v)) return null;
+            var rule = $"an integer from {min} to {max}{(maxWhy is null ? "" : $" ({maxWhy})")}";
+            if (v.ValueKind != JsonValueKind.Number)
+                throw new FieldException(name, $"\"{name}\" must be {rule}, got {Describe(v.ValueKind)}.");
+            if (!v.TryGetInt64(out var value))
+            {
+                // 3.0 is an integer written as a float; 3.5 is not.
+                if (v.TryGetDouble(out var d) && d == Math.Floor(d) && d >= long.MinValue && d <= long.MaxValue) value = (long)d;
+                else throw new FieldException(name, $"\"{name}\" must be {rule}, got {v.GetRawText()}.");
+            }
+            if (value < min || value > max)
+                throw new FieldException(name, $"\"{name}\" must be {rule}, got {value}.");
+            return (int)value;
+        }
+
+        private float? OptionalFloat(string name, double min, double max, bool minExclusive)
+        {
+            if (!TryGet(name, out var v)) return null;
+            var rule = minExclusive ? $"a number greater than {Fmt(min)} and at most {Fmt(max)}" : $"a number from {Fmt(min)} to {Fmt(max)}";
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d))
+                throw new FieldException(name, $"\"{name}\" must be {rule}, got {Describe(v.ValueKind)}.");
+            if (double.IsNaN(d) || d > max || d < min || (minExclusive && d == min))
+                throw new FieldException(name, $"\"{name}\" must be {rule}, got {v.GetRawText()}.");
+            return (float)d;
+        }
+
+        private uint? OptionalSeed()
+        {
+            if (!TryGet("seed", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out var s) || s < 0 || s > uint.MaxValue)
+                throw new FieldException("seed", $"\"seed\" must be an integer from 0 to {uint.MaxValue}, got {(v.ValueKind == JsonValueKind.Number ? v.GetRawText() : Describe(v.ValueKind))}.");
+            return (uint)s;
+        }
+
+        private IReadOnlyList<string>? ReadStop()
+        {
+            if (!TryGet("stop", out var v)) return null;
+            List<string> stops = [];
+            if (v.ValueKind == JsonValueKind.String) stops.Add(v.GetString()!);
+            else if (v.ValueKind == JsonValueKind.Array)
+            {
+                var i = 0;
+                foreach (var s in v.EnumerateArray())
+                {
+                    if (s.ValueKind != JsonValueKind.String)
+                        throw new FieldException($"stop[{i}]", $"\"stop[{i}]\" must be a string, got {Describe(s.ValueKind)}.");
+                    stops.Add(s.GetString()!);
+                    i++;
+                }
+            }
+            else throw new FieldException("stop", $"\"stop\" must be a string or an array of strings, got {Describe(v.ValueKind)}.");
+
+            if (stops.Count > limits.MaxStopStrings)
+                throw new FieldException("stop", $"\"stop\" must hold at most {limits.MaxStopStrings} strings, got {stops.Count}.");
+            for (var i = 0; i < stops.Count; i++)
+            {
+                if (stops[i].Length == 0) throw new FieldException($"stop[{i}]", $"\"stop[{i}]\" must not be empty.");
+                if (stops[i].Length > limits.MaxStopLength)
+                    throw new FieldException($"stop[{i}]", $"\"stop[{i}]\" must be at most {limits.MaxStopLength} characters, got {stops[i].Length}.");
+            }
+            return stops.Count == 0 ? null : stops;
+        }
+
+        private static string Fmt(double d) => d.ToString(CultureInfo.InvariantCulture);
+        private static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";
+    }
+}

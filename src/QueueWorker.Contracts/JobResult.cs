@@ -1,0 +1,61 @@
+using System.Text.Json;
+
+namespace QueueWorker.Contracts;
+
+public static class JobStatus
+{
+    public const string Completed = "completed";
+    public const string Failed = "failed";
+}
+
+public static class FinishReasons
+{
+    /// <summary>The model produced an end-of-generation token.</summary>
+    public const string Stop = "stop";
+    /// <summary><c>max_tokens</c> reached.</summary>
+    public const string Length = "length";
+    /// <summary>One of the job's stop strings appeared; it is not part of the text.</summary>
+    public const string StopSequence = "stop_sequence";
+    public const string Timeout = "timeout";
+    public const string Cancelled = "cancelled";
+}
+
+/// <summary>The result of one job (message contract v1), published with <c>message_id</c> = job id.</summary>
+public sealed record JobResult
+{
+    public required string Id { get; init; }
+    public required string Status { get; init; }
+    public string? Text { get; init; }
+    public string? FinishReason { get; init; }
+    public JobError? Error { get; init; }
+    public Usage? Usage { get; init; }
+    public Timings? Timings { get; init; }
+    public WorkerInfo? Worker { get; init; }
+    public JsonElement? Metadata { get; init; }
+
+    public static JobResult Failed(string id, JobError error, WorkerInfo? worker = null, JsonElement? metadata = null, Timings? timings = null) =>
+        new() { Id = id, Status = JobStatus.Failed, Error = error, Worker = worker, Metadata = metadata, Timings = timings };
+}
+
+/// <summary>A failure: a stable <see cref="Code"/> (see <see cref="ErrorCodes"/>), a message naming the rule, and the field when one is at fault.</summary>
+public sealed record JobError(string Code, string Message, string? Field = null);
+
+public sealed record Usage(int PromptTokens, int CompletionTokens, int CachedTokens)
+{
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>Timing metrics, all in milliseconds except the rates (tokens per second).</summary>
+public sealed record Timings
+{
+    /// <summary>From the AMQP timestamp (publish time) to the start of work; null when the producer set no timestamp.</summary>
+    public double? QueuedMs { get; init; }
+    public double PromptMs { get; init; }
+    public double PromptTokensPerS { get; init; }
+    public double FirstTokenMs { get; init; }
+    public double GenerationMs { get; init; }
+    public double TokensPerS { get; init; }
+    public double TotalMs { get; init; }
+}
+
+public sealed record WorkerInfo(string Id, string Model, int Threads, int Context, int Slots, string Version);

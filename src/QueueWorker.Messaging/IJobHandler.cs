@@ -1,0 +1,43 @@
+using QueueWorker.Contracts;
+
+namespace QueueWorker.Messaging;
+
+/// <summary>One delivery from the jobs queue, with the AMQP properties a handler needs.</summary>
+public sealed record IncomingJob
+{
+    public required ReadOnlyMemory<byte> Body { get; init; }
+    public string? MessageId { get; init; }
+    public string? CorrelationId { get; init; }
+    public string? ReplyTo { get; init; }
+    public string? ContentType { get; init; }
+    public string? ContentEncoding { get; init; }
+    /// <summary>AMQP <c>timestamp</c> (publish time), when the producer set one.</summary>
+    public DateTimeOffset? Timestamp { get; init; }
+    /// <summary>AMQP <c>expiration</c> (per-message TTL), when set.</summary>
+    public TimeSpan? Expiration { get; init; }
+    public bool Redelivered { get; init; }
+    /// <summary>Quorum queue <c>x-delivery-count</c>: 0 on the first delivery.</summary>
+    public long DeliveryCount { get; init; }
+    /// <summary>When this worker received the delivery.</summary>
+    public DateTimeOffset ReceivedAt { get; init; }
+}
+
+/// <summary>
+/// Turns a job into its result. The consumer publishes the result (to <c>reply_to</c> or the results
+/// queue), waits for the broker's confirm, then acks. An <see cref="OperationCanceledException"/>
+/// on shutdown makes the consumer nack the job with requeue; any other exception is a bug and
+/// also requeues (the quorum queue's delivery limit stops a loop).
+/// </summary>
+public interface IJobHandler
+{
+    Task<JobResult> HandleAsync(IncomingJob job, CancellationToken cancellationToken);
+}
+
+/// <summary>What readiness and metrics need to know about the broker link.</summary>
+public interface IBrokerStatus
+{
+    bool IsConnected { get; }
+    bool IsConsuming { get; }
+    /// <summary>Jobs received and not yet acked or nacked.</summary>
+    int InFlight { get; }
+}

@@ -1,0 +1,49 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace QueueWorker.Messaging;
+
+/// <summary>Configuration section <c>RabbitMq</c>. Credentials belong in the URI from the environment (<c>RabbitMq__Uri</c>), never in code.</summary>
+public sealed class RabbitMqOptions
+{
+    public const string Section = "RabbitMq";
+
+    [Required]
+    public string Uri { get; set; } = "amqp://guest:guest@localhost:5672/";
+
+    [Required, MinLength(1)]
+    public string JobsQueue { get; set; } = "llm.jobs";
+
+    [Required, MinLength(1)]
+    public string ResultsQueue { get; set; } = "llm.results";
+
+    /// <summary>Where jobs go after <see cref="DeliveryLimit"/> failed deliveries; empty = <c>{JobsQueue}.dlq</c>.</summary>
+    public string? DeadLetterQueue { get; set; }
+
+    /// <summary>Quorum queue <c>x-delivery-limit</c>: redeliveries before a job is dead-lettered.</summary>
+    [Range(1, 1000)]
+    public int DeliveryLimit { get; set; } = 3;
+
+    /// <summary>Unacked jobs this worker may hold; 0 = follow <c>Inference:Slots</c>.</summary>
+    [Range(0, 1000)]
+    public int Prefetch { get; set; }
+
+    /// <summary>Declare queues at startup; off when an operator pre-declares them and the worker's user may not.</summary>
+    public bool DeclareTopology { get; set; } = true;
+
+    /// <summary>Largest job body handled; larger gets a <c>body_too_large</c> result. Keep the broker's <c>max_message_size</c> below the client's 64 MiB.</summary>
+    [Range(1024, 64 * 1024 * 1024)]
+    public int MaxJobBytes { get; set; } = 1024 * 1024;
+
+    [Range(1, 3600)]
+    public int HeartbeatSeconds { get; set; } = 30;
+
+    /// <summary>Attempts to publish a result before the job is nacked with requeue.</summary>
+    [Range(1, 100)]
+    public int PublishRetries { get; set; } = 6;
+
+    /// <summary>How long shutdown waits for jobs in flight before requeueing them.</summary>
+    [Range(0, 3600)]
+    public int ShutdownGraceSeconds { get; set; } = 30;
+
+    public string EffectiveDeadLetterQueue => string.IsNullOrWhiteSpace(DeadLetterQueue) ? JobsQueue + ".dlq" : DeadLetterQueue;
+}
