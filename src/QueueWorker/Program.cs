@@ -1,3 +1,14 @@
-var builder = WebApplication.CreateSlimBuilder(args);
+using QueueWorker.Hosting;
+using QueueWorker.Inference;
+using QueueWorker.Messaging;
+
+// Configuration: appsettings.json beside the binary, then environment variables (RabbitMq__Uri, Model__Path, ...).
+var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+builder.ConfigureHttpEndpoint();
+builder.AddInference();
+builder.AddMessaging();
+builder.AddQueueWorker();
+
 var app = builder.Build();
-app.Run();
+app.MapWorkerEndpoints();
+return await app.RunWorkerAsync();

@@ -1,0 +1,69 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+using Prometheus;
+using QueueWorker.Inference;
+using QueueWorker.Messaging;
+using QueueWorker.Processing;
+
+namespace QueueWorker.Hosting;
+
+public static class WorkerHostingExtensions
+{
+    /// <summary>The host's own concern: the job processor joining Messaging to Inference, metrics and the HTTP endpoint.</summary>
+    public static IHostApplicationBuilder AddQueueWorker(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<HttpOptions>().BindConfiguration(HttpOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<WorkerIdentity>();
+        builder.Services.AddSingleton<WorkerMetrics>();
+        builder.Services.AddSingleton<IJobHandler, JobProcessor>();
+
+        // Hold no more jobs than there are slots to start them soon: the rest wait in the broker for other replicas.
+        builder.Services.AddSingleton<IPostConfigureOptions<RabbitMqOptions>, PrefetchFollowsSlots>();
+        return builder;
+    }
+
+    /// <summary>Kestrel listens only where <c>Http:*</c> says; port 0 turns the endpoint off.</summary>
+    public static WebApplicationBuilder ConfigureHttpEndpoint(this WebApplicationBuilder builder)
+    {
+        var http = builder.Configuration.GetSection(HttpOptions.Section).Get<HttpOptions>() ?? new HttpOptions();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            if (http.Port > 0 && IPAddress.TryParse(http.BindAddress, out var address))
+                k.Listen(address, http.Port);
+        });
+        return builder;
+    }
+
+    public static WebApplication MapWorkerEndpoints(this WebApplication app)
+    {
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/readyz", (IInferenceEngine engine, IBrokerStatus broker) =>
+        {
+            var body = new ReadinessReport(engine.IsReady, broker.IsConnected, broker.IsConsuming);
+            return body.Ready ? Results.Json(body, HostJsonContext.Default.ReadinessReport)
+                              : Results.Json(body, HostJsonContext.Default.ReadinessReport, statusCode: StatusCodes.Status503ServiceUnavailable);
+        });
+        app.MapMetrics("/metrics");
+        // Create the metrics (and their scrape callback) at start, not at the first job.
+        _ = app.Services.GetRequiredService<WorkerMetrics>();
+        return app;
+    }
+
+    private sealed class PrefetchFollowsSlots(IOptions<InferenceOptions> inference) : IPostConfigureOptions<RabbitMqOptions>
+    {
+        public void PostConfigure(string? name, RabbitMqOptions options)
+        {
+            if (options.Prefetch == 0) options.Prefetch = inference.Value.Slots;
+        }
+    }
+}
+
+public sealed record ReadinessReport(bool ModelLoaded, bool BrokerConnected, bool ConsumerRunning)
+{
+    public bool Ready => ModelLoaded && BrokerConnected && ConsumerRunning;
+}
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(ReadinessReport))]
+internal sealed partial class HostJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

@@ -1,0 +1,67 @@
+using Prometheus;
+using QueueWorker.Contracts;
+using QueueWorker.Inference;
+using QueueWorker.Messaging;
+
+namespace QueueWorker.Processing;
+
+/// <summary>The worker's Prometheus metrics (prometheus-net). Gauges are read from the engine and broker at scrape time.</summary>
+public sealed class WorkerMetrics
+{
+    // Buckets for seconds-long CPU jobs: 10 ms .. ~20 min.
+    private static readonly double[] DurationBuckets = Histogram.ExponentialBuckets(0.01, 2, 17);
+
+    private readonly Counter _jobs = Metrics.CreateCounter("queueworker_jobs_total", "Jobs finished, by status and error code.", "status", "code");
+    private readonly Counter _promptTokens = Metrics.CreateCounter("queueworker_prompt_tokens_total", "Prompt tokens of completed jobs.");
+    private readonly Counter _cachedTokens = Metrics.CreateCounter("queueworker_cached_prompt_tokens_total", "Prompt tokens reused from the KV cache (no prefill spent).");
+    private readonly Counter _completionTokens = Metrics.CreateCounter("queueworker_completion_tokens_total", "Generated tokens of completed jobs.");
+    private readonly Histogram _jobDuration = Metrics.CreateHistogram("queueworker_job_duration_seconds", "From receipt by the worker to the result being ready.", new HistogramConfiguration { Buckets = DurationBuckets });
+    private readonly Histogram _queueWait = Metrics.CreateHistogram("queueworker_queue_wait_seconds", "From publish (AMQP timestamp) to the start of work.", new HistogramConfiguration { Buckets = DurationBuckets });
+    private readonly Histogram _promptTime = Metrics.CreateHistogram("queueworker_prompt_seconds", "Prefill time per job.", new HistogramConfiguration { Buckets = DurationBuckets });
+    private readonly Histogram _firstToken = Metrics.CreateHistogram("queueworker_time_to_first_token_seconds", "From the start of work to the first generated token.", new HistogramConfiguration { Buckets = DurationBuckets });
+
+    public WorkerMetrics(IInferenceEngine engine, IBrokerStatus broker, Microsoft.Extensions.Options.IOptions<InferenceOptions> options)
+    {
+        var busy = Metrics.CreateGauge("queueworker_slots_busy", "Slots decoding a job now.");
+        var total = Metrics.CreateGauge("queueworker_slots_total", "Slots (sequences) of the engine.");
+        var kv = Metrics.CreateGauge("queueworker_kv_cells_in_use", "KV cache cells held by running jobs and cached prefixes.");
+        var kvTotal = Metrics.CreateGauge("queueworker_kv_cells_total", "KV cache cells of the context (Inference:ContextSize).");
+        var waiting = Metrics.CreateGauge("queueworker_engine_waiting_jobs", "Jobs received and waiting for a slot.");
+        var inFlight = Metrics.CreateGauge("queueworker_jobs_in_flight", "Jobs received from the broker and not yet acked.");
+        var connected = Metrics.CreateGauge("queueworker_broker_connected", "1 when the broker connection is open.");
+        var consuming = Metrics.CreateGauge("queueworker_consumer_running", "1 when the jobs consumer is registered.");
+        var ready = Metrics.CreateGauge("queueworker_model_loaded", "1 once the model is loaded.");
+        Metrics.DefaultRegistry.AddBeforeCollectCallback(() =>
+        {
+            busy.Set(engine.Stats.BusySlots);
+            total.Set(engine.Info?.Slots ?? options.Value.Slots);
+            kv.Set(engine.Stats.KvCellsInUse);
+            kvTotal.Set(engine.Info?.ContextSize ?? options.Value.ContextSize);
+            waiting.Set(engine.Stats.WaitingJobs);
+            inFlight.Set(broker.InFlight);
+            connected.Set(broker.IsConnected ? 1 : 0);
+            consuming.Set(broker.IsConsuming ? 1 : 0);
+            ready.Set(engine.IsReady ? 1 : 0);
+        });
+    }
+
+    public void JobCompleted(JobResult result)
+    {
+        _jobs.WithLabels(JobStatus.Completed, "").Inc();
+        if (result.Usage is { } usage)
+        {
+            _promptTokens.Inc(usage.PromptTokens);
+            _cachedTokens.Inc(usage.CachedTokens);
+            _completionTokens.Inc(usage.CompletionTokens);
+        }
+        if (result.Timings is { } t)
+        {
+            _jobDuration.Observe(t.TotalMs / 1000);
+            _promptTime.Observe(t.PromptMs / 1000);
+            _firstToken.Observe(t.FirstTokenMs / 1000);
+            if (t.QueuedMs is { } queued) _queueWait.Observe(queued / 1000);
+        }
+    }
+
+    public void JobFailed(string code) => _jobs.WithLabels(JobStatus.Failed, code).Inc();
+}
