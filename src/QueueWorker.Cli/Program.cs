@@ -1,3 +1,11 @@
-// `qw`: the producers' and batch users' tool. Commands arrive with issues 5 and 7.
-Console.Error.WriteLine("usage: qw <command> (no commands yet)");
-return 2;
+using Spectre.Console.Cli;
+
+// `qw`: the producers' and batch users' tool. Each command lives in Commands/ and registers here.
+var app = new CommandApp();
+app.Configure(config =>
+{
+    config.SetApplicationName("qw");
+    config.PropagateExceptions();
+    QueueWorker.Cli.CommandRegistry.Register(config);
+});
+return await app.RunAsync(args);
