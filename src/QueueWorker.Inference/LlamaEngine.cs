@@ -136,11 +136,8 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await StopAsync(CancellationToken.None).ConfigureAwait(false);
-        _lifecycle.Dispose();
-    }
+    /// <summary>Same as <see cref="StopAsync"/>; safe to call more than once (DI disposes the singleton under both its registrations).</summary>
+    public ValueTask DisposeAsync() => new(StopAsync(CancellationToken.None));
 
     /// <summary>Prompt tokens <paramref name="request"/> renders to (BOS included), e.g. to size a job before sending it.</summary>
     public int CountPromptTokens(GenerationRequest request) => RunningOrThrow().Renderer.Render(request).Length;
