@@ -54,6 +54,11 @@ public sealed record GenerationRequest
     public IReadOnlyList<string> Stop { get; init; } = [];
     /// <summary>When generation must end with <c>finish_reason: timeout</c>.</summary>
     public DateTimeOffset? Deadline { get; init; }
+    /// <summary>
+    /// Optional: receives each piece of text as soon as it is final (stop strings are never passed).
+    /// Called on the scheduler thread: it must be quick and must not block; an exception is logged and ignored.
+    /// </summary>
+    public Action<string>? OnText { get; init; }
 }
 
 public sealed record GenerationResult

@@ -1,5 +1,3 @@
-using System.ComponentModel.DataAnnotations;
-
 namespace QueueWorker.Inference;
 
 /// <summary>Configuration section <c>Model</c>.</summary>
@@ -23,38 +21,41 @@ public sealed class InferenceOptions
     public const string Section = "Inference";
 
     /// <summary>Generation threads; 0 = every CPU the process may use, less <see cref="ReserveCores"/>.</summary>
-    [Range(0, 1024)]
+    [ConfigRange(0, 1024)]
     public int Threads { get; set; }
 
     /// <summary>Prompt (batch) threads; 0 = same as <see cref="Threads"/>.</summary>
-    [Range(0, 1024)]
+    [ConfigRange(0, 1024)]
     public int BatchThreads { get; set; }
 
     /// <summary>Cores left free when <see cref="Threads"/> is 0 (the seed's <c>cores - 1</c>; on 2 cores it halves throughput).</summary>
-    [Range(0, 1024)]
+    [ConfigRange(0, 1024)]
     public int ReserveCores { get; set; }
 
     /// <summary>Sequences decoded together in one context (continuous batching).</summary>
-    [Range(1, 64)]
+    [ConfigRange(1, 64)]
     public int Slots { get; set; } = 4;
 
     /// <summary>KV cells shared by all slots (unified cache): one job needs prompt_tokens + max_tokens of them.</summary>
-    [Range(64, 1_048_576)]
+    [ConfigRange(64, 1_048_576)]
     public int ContextSize { get; set; } = 2048;
 
     /// <summary>Tokens per decode step (prompt chunks + one per generating slot).</summary>
-    [Range(8, 65_536)]
+    [ConfigRange(8, 65_536)]
     public int BatchSize { get; set; } = 512;
 
     /// <summary>The largest <c>max_tokens</c> a job may ask for.</summary>
-    [Range(1, 1_048_576)]
+    [ConfigRange(1, 1_048_576)]
     public int MaxTokens { get; set; } = 512;
 
     /// <summary><c>max_tokens</c> of a job that gives none (≤ <see cref="MaxTokens"/>).</summary>
-    [Range(1, 1_048_576)]
+    [ConfigRange(1, 1_048_576)]
     public int DefaultMaxTokens { get; set; } = 256;
 
     /// <summary>Hard deadline of one job in seconds, whatever the job asks; keep it below the broker's consumer timeout.</summary>
-    [Range(1, 86_400)]
+    [ConfigRange(1, 86_400)]
     public int MaxJobSeconds { get; set; } = 600;
+
+    /// <summary>Reuse the KV cells of the longest cached prompt prefix of any slot (off: every job prefills its whole prompt).</summary>
+    public bool PrefixReuse { get; set; } = true;
 }

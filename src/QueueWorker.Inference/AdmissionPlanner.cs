@@ -1,0 +1,95 @@
+using LLama.Native;
+
+namespace QueueWorker.Inference;
+
+internal enum AdmissionDecision
+{
+    /// <summary>Start the job in <see cref="AdmissionPlan.Target"/>.</summary>
+    Admit,
+    /// <summary>Another slot is prefilling a longer prefix of this prompt: wait for it and copy its cells.</summary>
+    Defer,
+    /// <summary>Every slot runs a job.</summary>
+    NoSlot,
+    /// <summary>The running jobs' reserved cells leave too few for this job.</summary>
+    NoCells,
+}
+
+internal sealed record AdmissionPlan(AdmissionDecision Decision, Slot? Target = null, Slot? Source = null, int Reuse = 0, IReadOnlyList<Slot>? Evict = null);
+
+/// <summary>
+/// Decides where a waiting job starts, which cached prefix it reuses and which idle caches must go.
+/// Pure over slot state (no llama calls), so the policy is unit-tested without a model.
+/// <para>
+/// KV accounting is conservative: each running job counts its whole need (prompt + max_tokens) and each idle
+/// slot its cached tokens, even when copied prefixes share cells. The total never exceeds the context, so a
+/// decode never runs out of cells mid-job.
+/// </para>
+/// </summary>
+internal static class AdmissionPlanner
+{
+    /// <summary>Waiting for another slot's prefill is worth one step of delay only when it saves at least this many prompt tokens.</summary>
+    public const int DeferThreshold = 16;
+
+    public static AdmissionPlan Plan(IReadOnlyList<Slot> slots, ReadOnlySpan<LLamaToken> prompt, int need, int contextSize, bool prefixReuse)
+    {
+        Slot? anyFree = null;
+        foreach (var s in slots) if (!s.IsActive) { anyFree = s; break; }
+        if (anyFree is null) return new AdmissionPlan(AdmissionDecision.NoSlot);
+
+        // The last prompt token is always decoded again so that its logits exist for the first sample.
+        var maxReuse = prompt.Length - 1;
+        Slot? source = null;
+        var reuse = 0;
+        if (prefixReuse && maxReuse > 0)
+        {
+            foreach (var s in slots)
+            {
+                var n = Math.Min(prompt.CommonPrefixLength(s.CachedSpan), maxReuse);
+                // On a tie prefer an idle slot: the job then takes it over without a copy.
+                if (n > reuse || (n == reuse && n > 0 && source is { IsActive: true } && !s.IsActive))
+                {
+                    reuse = n;
+                    source = s;
+                }
+            }
+            foreach (var s in slots)
+            {
+                if (!s.IsPrefilling) continue;
+                var planned = Math.Min(prompt.CommonPrefixLength(s.Job!.Prompt), maxReuse);
+                if (planned >= reuse + DeferThreshold) return new AdmissionPlan(AdmissionDecision.Defer, Source: s, Reuse: planned);
+            }
+        }
+
+        var active = 0;
+        foreach (var s in slots) if (s.IsActive) active += s.ReservedCells;
+        if (active + need > contextSize) return new AdmissionPlan(AdmissionDecision.NoCells);
+
+        Slot target;
+        if (source is { IsActive: false }) target = source;
+        else
+        {
+            // An empty free slot, else the least recently used idle one (its cache is dropped).
+            Slot? empty = null, lru = null;
+            foreach (var s in slots)
+            {
+                if (s.IsActive) continue;
+                if (s.Cached.Count == 0) { empty ??= s; }
+                if (lru is null || s.LastUsed < lru.LastUsed) lru = s;
+            }
+            target = empty ?? lru!;
+        }
+
+        // Evict idle caches, least recently used first and the reuse source last (its cells are copied before eviction).
+        var idle = slots.Where(s => !s.IsActive && s != target && s.Cached.Count > 0)
+            .OrderBy(s => s == source ? 1 : 0).ThenBy(s => s.LastUsed).ToList();
+        var used = active + need + idle.Sum(s => s.Cached.Count);
+        List<Slot> evict = [];
+        foreach (var s in idle)
+        {
+            if (used <= contextSize) break;
+            evict.Add(s);
+            used -= s.Cached.Count;
+        }
+        return new AdmissionPlan(AdmissionDecision.Admit, target, reuse > 0 ? source : null, reuse, evict);
+    }
+}

@@ -1,0 +1,176 @@
+using System.Diagnostics;
+using LLama;
+using LLama.Common;
+using LLama.Exceptions;
+using LLama.Native;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using QueueWorker.Contracts;
+
+namespace QueueWorker.Inference;
+
+/// <summary>
+/// The LLamaSharp engine: one memory-mapped model, one llama context shared by <c>Inference:Slots</c> sequences,
+/// driven by a <see cref="Scheduler"/> thread. Call <see cref="StartAsync"/> once (the hosted service registered by
+/// <see cref="InferenceHostingExtensions.AddInference"/> does), then <see cref="GenerateAsync"/> from any thread.
+/// </summary>
+public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
+{
+    private readonly ModelOptions _modelOptions;
+    private readonly InferenceOptions _options;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _lifecycle = new(1, 1);
+    private Running? _running;
+
+    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler);
+
+    public LlamaEngine(ModelOptions model, InferenceOptions inference, ILogger<LlamaEngine>? logger = null, TimeProvider? timeProvider = null)
+    {
+        _modelOptions = model;
+        _options = inference;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _time = timeProvider ?? TimeProvider.System;
+    }
+
+    public EngineInfo? Info { get; private set; }
+
+    /// <summary>How chat messages are rendered; null until started.</summary>
+    public ChatFormat? ChatFormat => _running?.Renderer.Format;
+
+    public bool IsReady => _running is { } r && r.Scheduler.IsRunning;
+
+    public EngineStats Stats { get; } = new();
+
+    /// <summary>Resolves and loads the model, creates the context and starts the scheduler; logs every tuning decision.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await _lifecycle.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_running is not null) return;
+            var location = ModelLocator.Resolve(_modelOptions.Path);
+            var path = location.Path!;
+            Log.ModelResolved(_logger, path, location.Source);
+
+            var budget = CpuBudget.Compute(_options, CpuFacts.Detect());
+            Log.CpuBudgetChosen(_logger, budget.Threads, budget.BatchThreads, budget.Reason);
+
+            NativeLog.Attach(_logger);
+            var loadMode = _modelOptions.UseMmap ? LLamaLoadMode.MemoryMap : LLamaLoadMode.None;
+            var parameters = new ModelParams(path)
+            {
+                ContextSize = (uint)_options.ContextSize,
+                SeqMax = (uint)_options.Slots,
+                BatchSize = (uint)_options.BatchSize,
+                // One micro-batch per decode: splitting a step would read the weights again for nothing.
+                UBatchSize = (uint)_options.BatchSize,
+                Threads = budget.Threads,
+                BatchThreads = budget.BatchThreads,
+                LoadMode = loadMode,
+                // The admission accounting assumes one cell pool shared by all sequences.
+                KVUnified = true,
+            };
+            Log.Loading(_logger, loadMode.ToString(), _modelOptions.UseMmap);
+
+            var started = Stopwatch.GetTimestamp();
+            LLamaWeights weights;
+            try
+            {
+                weights = await LLamaWeights.LoadFromFileAsync(parameters, cancellationToken).ConfigureAwait(false);
+            }
+            catch (LoadWeightsFailedException ex)
+            {
+                throw new InvalidOperationException($"Model:Path = '{path}': llama.cpp could not load this file as a GGUF model ({ex.Message}).", ex);
+            }
+
+            LLamaContext? context = null;
+            try
+            {
+                var model = weights.NativeHandle;
+                Log.ModelLoaded(_logger, Stopwatch.GetElapsedTime(started).TotalMilliseconds, model.Description, model.ParameterCount,
+                    model.SizeInBytes, model.LayerCount, model.Vocab.Count, model.ContextSize);
+
+                context = weights.CreateContext(parameters);
+                var handle = context.NativeHandle;
+                Log.ContextCreated(_logger, _options.Slots, _options.ContextSize, handle.ContextSize, handle.BatchSize, _options.PrefixReuse);
+
+                var format = PromptRenderer.ChooseFormat(model, _modelOptions.ChatTemplate, w => Log.ChatTemplateWarning(_logger, w));
+                Log.ChatFormatChosen(_logger, format.Description);
+
+                var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
+                    _logger, _time, Stats);
+                _running = new Running(weights, context, new PromptRenderer(model, format), scheduler);
+                Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
+                    _options.Slots, (int)handle.BatchSize, budget.Reason);
+                scheduler.Start();
+            }
+            catch
+            {
+                context?.Dispose();
+                weights.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>Stops the scheduler (unfinished jobs get <see cref="OperationCanceledException"/>) and frees the model.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _lifecycle.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_running is not { } running) return;
+            await running.Scheduler.StopAsync(cancellationToken).ConfigureAwait(false);
+            _running = null;
+            running.Context.Dispose();
+            running.Weights.Dispose();
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>Same as <see cref="StopAsync"/>; safe to call more than once (DI disposes the singleton under both its registrations).</summary>
+    public ValueTask DisposeAsync() => new(StopAsync(CancellationToken.None));
+
+    /// <summary>Prompt tokens <paramref name="request"/> renders to (BOS included), e.g. to size a job before sending it.</summary>
+    public int CountPromptTokens(GenerationRequest request) => RunningOrThrow().Renderer.Render(request).Length;
+
+    public async Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var running = RunningOrThrow();
+        if (request.MaxTokens < 1)
+            throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokens, "MaxTokens must be at least 1.");
+
+        // Tokenized on the caller's thread: the scheduler thread only decodes.
+        var prompt = running.Renderer.Render(request);
+        if (prompt.Length == 0)
+            throw new InferenceException(ErrorCodes.MissingPrompt, "The prompt is empty: it renders to no tokens.");
+        var need = prompt.Length + request.MaxTokens;
+        if (need > _options.ContextSize)
+            throw new InferenceException(ErrorCodes.PromptTooLong,
+                $"prompt is {prompt.Length} tokens + max_tokens {request.MaxTokens} = {need} KV cells, but Inference:ContextSize is {_options.ContextSize}.");
+
+        var now = _time.GetUtcNow();
+        if (request.Deadline is { } requested && requested <= now)
+            throw new InferenceException(ErrorCodes.DeadlineExceeded, $"The job's deadline {requested:O} had passed before work began.");
+        var hardDeadline = now.AddSeconds(_options.MaxJobSeconds);
+        var deadline = request.Deadline is { } d && d < hardDeadline ? d : hardDeadline;
+
+        var job = new InferenceJob(request, prompt, deadline, _time.GetTimestamp(), cancellationToken);
+        using var registration = cancellationToken.UnsafeRegister(static state => ((InferenceJob)state!).OnCancelled(), job);
+        if (!running.Scheduler.TryEnqueue(job)) throw new OperationCanceledException("The inference engine is stopping.");
+        return await job.Completion.Task.ConfigureAwait(false);
+    }
+
+    private Running RunningOrThrow() => _running
+        ?? throw new InvalidOperationException("The inference engine is not running: call StartAsync first (AddInference registers a hosted service that does).");
+}

@@ -1,0 +1,55 @@
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Reflection;
+using Microsoft.Extensions.Options;
+
+namespace QueueWorker.Inference;
+
+/// <summary>
+/// A <see cref="RangeAttribute"/> whose message names the configuration key and the bad value
+/// (e.g. <c>Inference:Slots = 0 is out of range: must be from 1 to 64.</c>), so a misconfigured
+/// worker stops with a line an operator can act on.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class ConfigRangeAttribute(int minimum, int maximum) : RangeAttribute(minimum, maximum)
+{
+    protected override ValidationResult? IsValid(object? value, ValidationContext validationContext)
+    {
+        if (IsValid(value)) return ValidationResult.Success;
+        var section = validationContext.ObjectType.GetField("Section", BindingFlags.Public | BindingFlags.Static)?.GetValue(null) as string;
+        var key = section is null ? validationContext.MemberName : $"{section}:{validationContext.MemberName}";
+        var shown = Convert.ToString(value, CultureInfo.InvariantCulture);
+        return new ValidationResult(
+            $"{key} = {shown} is out of range: must be from {Minimum} to {Maximum}.",
+            validationContext.MemberName is null ? null : [validationContext.MemberName]);
+    }
+}
+
+/// <summary>Rules across <see cref="InferenceOptions"/> fields; every message names the keys and values.</summary>
+public sealed class InferenceOptionsValidator : IValidateOptions<InferenceOptions>
+{
+    public ValidateOptionsResult Validate(string? name, InferenceOptions o)
+    {
+        List<string> errors = [];
+        const string S = InferenceOptions.Section;
+        if (o.DefaultMaxTokens > o.MaxTokens)
+            errors.Add($"{S}:DefaultMaxTokens = {o.DefaultMaxTokens} must be at most {S}:MaxTokens = {o.MaxTokens}.");
+        if (o.MaxTokens >= o.ContextSize)
+            errors.Add($"{S}:MaxTokens = {o.MaxTokens} must be less than {S}:ContextSize = {o.ContextSize}: a job needs prompt tokens + max_tokens KV cells.");
+        if (o.BatchSize < o.Slots)
+            errors.Add($"{S}:BatchSize = {o.BatchSize} must be at least {S}:Slots = {o.Slots}: every decode step carries one token per generating slot.");
+        if (o.BatchSize > o.ContextSize)
+            errors.Add($"{S}:BatchSize = {o.BatchSize} must be at most {S}:ContextSize = {o.ContextSize} (llama.cpp would silently lower it).");
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+/// <summary>Checks that the model file can be found, naming <c>Model:Path</c> and its value when not.</summary>
+public sealed class ModelOptionsValidator : IValidateOptions<ModelOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ModelOptions o)
+    {
+        var resolution = ModelLocator.Locate(o.Path);
+        return resolution.Path is null ? ValidateOptionsResult.Fail(resolution.Error!) : ValidateOptionsResult.Success;
+    }
+}

@@ -1,0 +1,36 @@
+using LLama.Native;
+
+namespace QueueWorker.Inference;
+
+/// <summary>Builds one job's sampler chain (its own seed and parameters), in llama.cpp's usual order.</summary>
+internal static class SamplerFactory
+{
+    /// <summary>Tokens of history the repeat penalty looks at (llama.cpp's default).</summary>
+    public const int PenaltyWindow = 64;
+
+    public static SafeLLamaSamplerChainHandle Create(SamplingParams p, ReadOnlySpan<LLamaToken> prompt)
+    {
+        var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
+        var penalize = p.RepeatPenalty != 1f;
+        if (penalize) chain.AddPenalties(PenaltyWindow, p.RepeatPenalty, 0f, 0f);
+        if (p.Temperature <= 0f)
+        {
+            chain.AddGreedySampler();
+        }
+        else
+        {
+            if (p.TopK > 0) chain.AddTopK(p.TopK);
+            if (p.TopP < 1f) chain.AddTopP(p.TopP, 1);
+            if (p.MinP > 0f) chain.AddMinP(p.MinP, 1);
+            chain.AddTemperature(p.Temperature);
+            chain.AddDistributionSampler(p.Seed);
+        }
+        // The penalty window covers the end of the prompt too, as in llama.cpp's server.
+        // (Sample() accepts each sampled token itself: no extra Accept after it.)
+        if (penalize)
+        {
+            foreach (var t in prompt[Math.Max(0, prompt.Length - PenaltyWindow)..]) chain.Accept(t);
+        }
+        return chain;
+    }
+}

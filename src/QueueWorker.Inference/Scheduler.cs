@@ -1,0 +1,477 @@
+using System.Threading.Channels;
+using LLama;
+using LLama.Native;
+using Microsoft.Extensions.Logging;
+using QueueWorker.Contracts;
+
+namespace QueueWorker.Inference;
+
+/// <summary>
+/// Continuous batching over one llama context. A single dedicated thread owns the context; each step it
+/// admits waiting jobs into free slots, builds ONE batch (one sampled token per generating slot plus chunks of
+/// pending prompt tokens within the batch size), decodes it once, then samples and streams text per slot.
+/// Jobs join and leave between steps. When there is nothing to do the thread sleeps on the job channel.
+/// </summary>
+internal sealed class Scheduler
+{
+    private readonly SafeLLamaContextHandle _ctx;
+    private readonly SafeLlamaModelHandle _model;
+    private readonly SafeLlamaModelHandle.Vocabulary _vocab;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly EngineStats _stats;
+    private readonly int _contextSize;
+    private readonly int _batchSize;
+    private readonly bool _prefixReuse;
+
+    private readonly Channel<InferenceJob> _incoming = Channel.CreateUnbounded<InferenceJob>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly List<InferenceJob> _waiting = [];
+    private readonly Slot[] _slots;
+    private readonly LLamaBatch _batch = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Thread _thread;
+    private byte[] _pieceBuffer = new byte[64];
+    private int _queued;
+    private long _step;
+
+    public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
+        ILogger logger, TimeProvider time, EngineStats stats)
+    {
+        _ctx = ctx;
+        _model = model;
+        _vocab = model.Vocab;
+        _contextSize = contextSize;
+        _batchSize = batchSize;
+        _prefixReuse = prefixReuse;
+        _logger = logger;
+        _time = time;
+        _stats = stats;
+        _slots = Enumerable.Range(0, slots).Select(i => new Slot(i)).ToArray();
+        _thread = new Thread(Run) { IsBackground = true, Name = "llama-scheduler" };
+    }
+
+    /// <summary>False once the loop has ended (stopped or crashed).</summary>
+    public bool IsRunning => !_exited.Task.IsCompleted;
+
+    public void Start() => _thread.Start();
+
+    public bool TryEnqueue(InferenceJob job)
+    {
+        Interlocked.Increment(ref _queued);
+        if (_incoming.Writer.TryWrite(job))
+        {
+            PublishWaiting();
+            return true;
+        }
+        Interlocked.Decrement(ref _queued);
+        return false;
+    }
+
+    /// <summary>Stops taking jobs, cancels the unfinished ones and waits for the thread to leave the context.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _incoming.Writer.TryComplete();
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _exited.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Completes when the scheduler thread has exited and no longer touches the context.</summary>
+    public Task Exited => _exited.Task;
+
+    private void Run()
+    {
+        Exception? crash = null;
+        Log.SchedulerStarted(_logger);
+        try
+        {
+            while (!_stopping.IsCancellationRequested)
+            {
+                DrainIncoming();
+                if (_waiting.Count == 0 && !_slots.Any(s => s.IsActive))
+                {
+                    PublishStats();
+                    if (!WaitForJob()) break;
+                    continue;
+                }
+                Step();
+            }
+        }
+        catch (Exception ex)
+        {
+            crash = ex;
+            Log.SchedulerCrashed(_logger, ex);
+        }
+        finally
+        {
+            var unfinished = FailAll(crash);
+            foreach (var s in _slots) s.Sampler?.Dispose();
+            PublishStats();
+            Log.SchedulerStopped(_logger, unfinished);
+            _exited.TrySetResult();
+        }
+    }
+
+    // This thread exists only to own the context, so blocking it while idle costs nothing (no pool thread is held).
+    private bool WaitForJob()
+    {
+        try
+        {
+            return _incoming.Reader.WaitToReadAsync(_stopping.Token).AsTask().GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    private void DrainIncoming()
+    {
+        while (_incoming.Reader.TryRead(out var job))
+        {
+            Interlocked.Decrement(ref _queued);
+            _waiting.Add(job);
+        }
+    }
+
+    /// <summary>One scheduling step: expire, admit, batch, decode, sample.</summary>
+    internal void Step()
+    {
+        _step++;
+        ExpireAndCancel();
+        AdmitWaiting();
+
+        _batch.Clear();
+        foreach (var slot in _slots)
+        {
+            if (slot.Pending is { } token)
+                slot.LogitsIndex = _batch.Add(token, slot.Cached.Count, slot.Seq, true);
+        }
+        // Prompt chunks fill what is left of the batch, oldest job first, so a long prompt never stalls generation.
+        var budget = _batchSize - _batch.TokenCount;
+        foreach (var slot in _slots.Where(s => s.IsPrefilling).OrderBy(s => s.AdmittedAt))
+        {
+            if (budget <= 0) break;
+            var prompt = slot.Job!.Prompt;
+            var n = Math.Min(prompt.Length - slot.PromptCursor, budget);
+            for (var k = 0; k < n; k++)
+            {
+                var index = slot.PromptCursor + k;
+                var last = index == prompt.Length - 1;
+                var at = _batch.Add(prompt[index], slot.Cached.Count + k, slot.Seq, last);
+                if (last) slot.LogitsIndex = at;
+            }
+            slot.ChunkCount = n;
+            budget -= n;
+        }
+        if (_batch.TokenCount == 0)
+        {
+            PublishStats();
+            return;
+        }
+
+        var started = _time.GetTimestamp();
+        var result = _ctx.Decode(_batch);
+        if (result == DecodeResult.NoKvSlot && EvictIdleCaches() is var evicted and > 0)
+        {
+            // Accounting keeps the total under the context, but cells can fragment: idle caches go first.
+            Log.EvictedForRetry(_logger, evicted);
+            result = _ctx.Decode(_batch);
+        }
+        var elapsedMs = _time.GetElapsedTime(started).TotalMilliseconds;
+        if (result != DecodeResult.Ok)
+        {
+            FailBatch(result);
+            PublishStats();
+            return;
+        }
+
+        foreach (var slot in _slots)
+        {
+            if (slot.Pending is { } token)
+            {
+                slot.Cached.Add(token);
+                slot.Pending = null;
+            }
+            if (slot.ChunkCount > 0)
+            {
+                slot.Cached.AddRange(slot.Job!.Prompt.AsSpan(slot.PromptCursor, slot.ChunkCount));
+                slot.PromptCursor += slot.ChunkCount;
+                slot.PromptMs += elapsedMs;
+                slot.ChunkCount = 0;
+            }
+        }
+        foreach (var slot in _slots)
+        {
+            if (slot.LogitsIndex < 0) continue;
+            var index = slot.LogitsIndex;
+            slot.LogitsIndex = -1;
+            Sample(slot, index);
+        }
+        PublishStats();
+    }
+
+    private void ExpireAndCancel()
+    {
+        var now = _time.GetUtcNow();
+        for (var i = _waiting.Count - 1; i >= 0; i--)
+        {
+            var job = _waiting[i];
+            if (job.CancellationToken.IsCancellationRequested)
+            {
+                _waiting.RemoveAt(i);
+                job.OnCancelled();
+            }
+            else if (now >= job.Deadline)
+            {
+                _waiting.RemoveAt(i);
+                var waited = _time.GetElapsedTime(job.SubmittedAt).TotalMilliseconds;
+                job.Completion.TrySetException(new InferenceException(ErrorCodes.DeadlineExceeded,
+                    $"The job's deadline passed after {waited:F0} ms waiting for a free slot, before work began."));
+            }
+        }
+        foreach (var slot in _slots)
+        {
+            if (slot.Job is not { } job) continue;
+            if (job.CancellationToken.IsCancellationRequested)
+            {
+                job.OnCancelled();
+                Release(slot);
+            }
+            else if (now >= job.Deadline)
+            {
+                Finish(slot, FinishReasons.Timeout);
+            }
+        }
+    }
+
+    private void AdmitWaiting()
+    {
+        for (var i = 0; i < _waiting.Count;)
+        {
+            var job = _waiting[i];
+            var plan = AdmissionPlanner.Plan(_slots, job.Prompt, job.KvNeed, _contextSize, _prefixReuse);
+            switch (plan.Decision)
+            {
+                case AdmissionDecision.Admit:
+                    _waiting.RemoveAt(i);
+                    Admit(job, plan);
+                    continue;
+                case AdmissionDecision.Defer:
+                    i++;
+                    continue;
+                default:
+                    // No slot, or not enough cells: later jobs wait too, so a big job is not starved by small ones.
+                    return;
+            }
+        }
+    }
+
+    private void Admit(InferenceJob job, AdmissionPlan plan)
+    {
+        var slot = plan.Target!;
+        if (plan.Source == slot)
+        {
+            // The job takes over this slot's own cache: keep the common prefix, drop the rest.
+            _ctx.MemorySequenceRemove(slot.Seq, plan.Reuse, -1);
+            slot.Cached.RemoveRange(plan.Reuse, slot.Cached.Count - plan.Reuse);
+        }
+        else
+        {
+            ClearCache(slot);
+            if (plan.Source is { } source)
+            {
+                // Shares the source's cells (no data copied): the prefix costs no prefill.
+                _ctx.MemorySequenceCopy(source.Seq, slot.Seq, 0, plan.Reuse);
+                slot.Cached.AddRange(source.CachedSpan[..plan.Reuse]);
+            }
+        }
+        foreach (var evicted in plan.Evict ?? []) ClearCache(evicted);
+
+        var now = _time.GetTimestamp();
+        slot.Job = job;
+        slot.PromptCursor = plan.Reuse;
+        slot.Reused = plan.Reuse;
+        slot.Pending = null;
+        slot.LogitsIndex = -1;
+        slot.ChunkCount = 0;
+        slot.Sampler = SamplerFactory.Create(job.Request.Sampling, job.Prompt);
+        slot.Streamer = new Utf8TextStreamer();
+        slot.Stops = new StopStringMatcher(job.Request.Stop);
+        slot.Text.Clear();
+        slot.Generated = 0;
+        slot.AdmittedAt = now;
+        slot.FirstTokenAt = 0;
+        slot.LastTokenAt = 0;
+        slot.PromptMs = 0;
+        slot.WaitMs = _time.GetElapsedTime(job.SubmittedAt, now).TotalMilliseconds;
+        slot.LastUsed = _step;
+        Log.JobAdmitted(_logger, job.Request.JobId, slot.Id, job.Prompt.Length, plan.Reuse, plan.Source?.Id ?? -1, slot.WaitMs);
+    }
+
+    private void Sample(Slot slot, int logitsIndex)
+    {
+        var job = slot.Job!;
+        var token = slot.Sampler!.Sample(_ctx, logitsIndex);
+        var now = _time.GetTimestamp();
+        if (slot.FirstTokenAt == 0) slot.FirstTokenAt = now;
+        slot.LastTokenAt = now;
+
+        if (token.IsEndOfGeneration(_vocab))
+        {
+            Finish(slot, FinishReasons.Stop);
+            return;
+        }
+        slot.Generated++;
+        Emit(slot, slot.Stops.Append(slot.Streamer.Append(Piece(token))));
+        if (slot.Stops.Stopped) Finish(slot, FinishReasons.StopSequence);
+        else if (slot.Generated >= job.Request.MaxTokens) Finish(slot, FinishReasons.Length);
+        else slot.Pending = token;
+    }
+
+    private ReadOnlySpan<byte> Piece(LLamaToken token)
+    {
+        var n = (int)_model.TokenToSpan(token, _pieceBuffer, 0, special: false);
+        if (n > _pieceBuffer.Length)
+        {
+            _pieceBuffer = new byte[n * 2];
+            n = (int)_model.TokenToSpan(token, _pieceBuffer, 0, special: false);
+        }
+        return _pieceBuffer.AsSpan(0, n);
+    }
+
+    private void Emit(Slot slot, string text)
+    {
+        if (text.Length == 0) return;
+        slot.Text.Append(text);
+        if (slot.Job!.Request.OnText is not { } onText) return;
+        try
+        {
+            onText(text);
+        }
+        catch (Exception ex)
+        {
+            Log.OnTextFailed(_logger, slot.Job.Request.JobId, ex);
+        }
+    }
+
+    private void Finish(Slot slot, string reason)
+    {
+        var job = slot.Job!;
+        if (!slot.Stops.Stopped)
+        {
+            // Text held back as a possible stop string (or an unfinished character) belongs to the output after all.
+            Emit(slot, slot.Stops.Append(slot.Streamer.Flush()));
+            if (slot.Stops.Stopped) reason = FinishReasons.StopSequence;
+            else Emit(slot, slot.Stops.Flush());
+        }
+
+        var generationMs = slot.FirstTokenAt == 0 ? 0 : _time.GetElapsedTime(slot.FirstTokenAt, slot.LastTokenAt).TotalMilliseconds;
+        var result = new GenerationResult
+        {
+            Text = slot.Text.ToString(),
+            FinishReason = reason,
+            PromptTokens = job.Prompt.Length,
+            CompletionTokens = slot.Generated,
+            CachedTokens = slot.Reused,
+            WaitMs = slot.WaitMs,
+            PromptMs = slot.PromptMs,
+            FirstTokenMs = slot.FirstTokenAt == 0 ? 0 : _time.GetElapsedTime(slot.AdmittedAt, slot.FirstTokenAt).TotalMilliseconds,
+            GenerationMs = generationMs,
+        };
+        Log.JobFinished(_logger, job.Request.JobId, slot.Id, reason, slot.Generated, slot.PromptMs, generationMs);
+        Release(slot);
+        job.Completion.TrySetResult(result);
+    }
+
+    /// <summary>Ends the slot's job. Its reservation is released at once; its decoded cells stay as an idle prefix cache
+    /// (evicted as soon as admission needs the cells) or, with prefix reuse off, are freed now.</summary>
+    private void Release(Slot slot)
+    {
+        slot.Sampler?.Dispose();
+        slot.Sampler = null;
+        slot.Job = null;
+        slot.Pending = null;
+        slot.LogitsIndex = -1;
+        slot.ChunkCount = 0;
+        slot.PromptCursor = 0;
+        slot.LastUsed = _step;
+        if (!_prefixReuse) ClearCache(slot);
+    }
+
+    private void ClearCache(Slot slot)
+    {
+        if (slot.Cached.Count > 0) _ctx.MemorySequenceRemove(slot.Seq, -1, -1);
+        slot.Cached.Clear();
+    }
+
+    private int EvictIdleCaches()
+    {
+        var n = 0;
+        foreach (var slot in _slots)
+        {
+            if (slot.IsActive || slot.Cached.Count == 0) continue;
+            ClearCache(slot);
+            n++;
+        }
+        return n;
+    }
+
+    private void FailBatch(DecodeResult result)
+    {
+        var inBatch = _slots.Where(s => s.Pending is not null || s.ChunkCount > 0).ToList();
+        Log.DecodeFailed(_logger, result.ToString(), _batch.TokenCount, inBatch.Count);
+        foreach (var slot in inBatch)
+        {
+            var job = slot.Job!;
+            // The sequence may hold part of the failed batch: drop it whole rather than trust it.
+            _ctx.MemorySequenceRemove(slot.Seq, -1, -1);
+            slot.Cached.Clear();
+            Release(slot);
+            job.Completion.TrySetException(new InferenceException(ErrorCodes.EngineError,
+                $"llama_decode failed with {result} on a batch of {_batch.TokenCount} tokens."));
+        }
+    }
+
+    private int FailAll(Exception? crash)
+    {
+        DrainIncoming();
+        var n = 0;
+        Exception Error() => crash is null
+            ? new OperationCanceledException("The inference engine is stopping.")
+            : new InferenceException(ErrorCodes.EngineError, $"The inference scheduler failed: {crash.Message}");
+        foreach (var job in _waiting)
+        {
+            if (job.Completion.TrySetException(Error())) n++;
+        }
+        _waiting.Clear();
+        foreach (var slot in _slots)
+        {
+            if (slot.Job is not { } job) continue;
+            slot.Sampler?.Dispose();
+            slot.Sampler = null;
+            slot.Job = null;
+            if (job.Completion.TrySetException(Error())) n++;
+        }
+        return n;
+    }
+
+    private void PublishWaiting() => _stats.SetWaitingJobs(Volatile.Read(ref _queued) + _waitingCount);
+
+    private volatile int _waitingCount;
+
+    private void PublishStats()
+    {
+        var busy = 0;
+        var cells = 0;
+        foreach (var s in _slots)
+        {
+            if (s.IsActive) busy++;
+            cells += s.ReservedCells;
+        }
+        _waitingCount = _waiting.Count;
+        _stats.SetBusySlots(busy);
+        _stats.SetKvCellsInUse(cells);
+        PublishWaiting();
+    }
+}

@@ -1,0 +1,134 @@
+using LLama.Native;
+
+namespace QueueWorker.Inference.Tests;
+
+public sealed class AdmissionPlannerTests
+{
+    private static LLamaToken[] Tokens(params int[] ids) => ids.Select(i => (LLamaToken)i).ToArray();
+
+    private static InferenceJob Job(LLamaToken[] prompt, int maxTokens) =>
+        new(new GenerationRequest { JobId = "j", Prompt = "p", MaxTokens = maxTokens }, prompt, DateTimeOffset.MaxValue, 0, CancellationToken.None);
+
+    private static Slot[] Slots(int n) => Enumerable.Range(0, n).Select(i => new Slot(i)).ToArray();
+
+    [Fact]
+    public void Plan_EmptySlots_AdmitsWithoutReuse()
+    {
+        var plan = AdmissionPlanner.Plan(Slots(2), Tokens(1, 2, 3), 13, 100, prefixReuse: true);
+
+        Assert.Equal(AdmissionDecision.Admit, plan.Decision);
+        Assert.Null(plan.Source);
+        Assert.Equal(0, plan.Reuse);
+    }
+
+    [Fact]
+    public void Plan_IdleSlotHoldsPrefix_TakesThatSlotOver()
+    {
+        var slots = Slots(3);
+        slots[2].Cached.AddRange(Tokens(1, 2, 3, 9, 9));
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: true);
+
+        Assert.Same(slots[2], plan.Target);
+        Assert.Same(slots[2], plan.Source);
+        Assert.Equal(3, plan.Reuse);
+    }
+
+    [Fact]
+    public void Plan_SamePromptCached_ReusesAllButLastToken()
+    {
+        var slots = Slots(1);
+        slots[0].Cached.AddRange(Tokens(1, 2, 3, 4, 5, 6));
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: true);
+
+        Assert.Equal(3, plan.Reuse);
+    }
+
+    [Fact]
+    public void Plan_ActiveSlotHoldsPrefix_CopiesIntoAFreeSlot()
+    {
+        var slots = Slots(2);
+        slots[0].Job = Job(Tokens(1, 2, 3, 4), 4);
+        slots[0].PromptCursor = 4;
+        slots[0].Cached.AddRange(Tokens(1, 2, 3, 4, 7));
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 8), 10, 100, prefixReuse: true);
+
+        Assert.Same(slots[1], plan.Target);
+        Assert.Same(slots[0], plan.Source);
+        Assert.Equal(3, plan.Reuse);
+    }
+
+    [Fact]
+    public void Plan_PrefixReuseOff_NoSource()
+    {
+        var slots = Slots(1);
+        slots[0].Cached.AddRange(Tokens(1, 2, 3));
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: false);
+
+        Assert.Null(plan.Source);
+        Assert.Equal(0, plan.Reuse);
+    }
+
+    [Fact]
+    public void Plan_AllSlotsBusy_NoSlot()
+    {
+        var slots = Slots(1);
+        slots[0].Job = Job(Tokens(1), 5);
+
+        Assert.Equal(AdmissionDecision.NoSlot, AdmissionPlanner.Plan(slots, Tokens(1, 2), 5, 100, true).Decision);
+    }
+
+    [Fact]
+    public void Plan_RunningJobsReserveTooMuch_NoCells()
+    {
+        var slots = Slots(2);
+        slots[0].Job = Job(Tokens(1, 2), 60); // reserves 62 of 100
+
+        Assert.Equal(AdmissionDecision.NoCells, AdmissionPlanner.Plan(slots, Tokens(5, 6), 40, 100, true).Decision);
+        Assert.Equal(AdmissionDecision.Admit, AdmissionPlanner.Plan(slots, Tokens(5, 6), 38, 100, true).Decision);
+    }
+
+    [Fact]
+    public void Plan_IdleCachesInTheWay_EvictsLeastRecentlyUsedFirst()
+    {
+        var slots = Slots(3);
+        slots[0].Cached.AddRange(Enumerable.Range(100, 40).Select(i => (LLamaToken)i));
+        slots[0].LastUsed = 5;
+        slots[1].Cached.AddRange(Enumerable.Range(200, 40).Select(i => (LLamaToken)i));
+        slots[1].LastUsed = 2;
+        slots[2].Cached.AddRange(Enumerable.Range(300, 40).Select(i => (LLamaToken)i));
+        slots[2].LastUsed = 9;
+
+        // Target is the LRU slot 1 (its cache is replaced); 40 + 40 + 30 > 100, so slot 0 (older than 2) goes.
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2), 30, 100, true);
+
+        Assert.Same(slots[1], plan.Target);
+        Assert.Equal([slots[0]], plan.Evict);
+    }
+
+    [Fact]
+    public void Plan_AnotherSlotIsPrefillingALongerPrefix_Defers()
+    {
+        var shared = Enumerable.Range(1, 40).Select(i => (LLamaToken)i).ToArray();
+        var slots = Slots(2);
+        slots[0].Job = Job([.. shared, 99], 8);
+        slots[0].PromptCursor = 0;
+
+        var plan = AdmissionPlanner.Plan(slots, [.. shared, 77], 50, 1000, true);
+
+        Assert.Equal(AdmissionDecision.Defer, plan.Decision);
+        Assert.Equal(40, plan.Reuse);
+    }
+
+    [Fact]
+    public void Plan_PrefillingPrefixTooShortToWaitFor_AdmitsNow()
+    {
+        var slots = Slots(2);
+        slots[0].Job = Job(Tokens(1, 2, 3, 4, 5), 8);
+
+        Assert.Equal(AdmissionDecision.Admit, AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 9), 10, 1000, true).Decision);
+    }
+}
