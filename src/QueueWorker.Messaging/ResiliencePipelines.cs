@@ -79,6 +79,7 @@ public static class ResiliencePipelines
     public static string Describe(Exception? ex) => ex switch
     {
         null => "no exception",
+        AggregateException { InnerExceptions.Count: 1 } aggregate => Describe(aggregate.InnerExceptions[0]),
         BrokerUnreachableException { InnerException: { } inner } => $"broker unreachable ({inner.GetBaseException().Message})",
         _ => $"{ex.GetType().Name}: {ex.Message}",
     };

@@ -9,14 +9,21 @@ namespace QueueWorker.Messaging.Tests;
 /// end (other helpers share this broker: only queues this fixture named are ever deleted). An unreachable broker FAILS
 /// the tests with a clear message; they never skip.
 /// </summary>
-public sealed class RabbitMqFixture : IAsyncLifetime
+public sealed class RabbitMqFixture : IAsyncLifetime, IAsyncDisposable
 {
     public const string UriVariable = "QW_TEST_RABBITMQ_URI";
 
     private readonly ConcurrentBag<string> _queues = [];
     private IConnection? _connection;
 
-    public static string Uri => Environment.GetEnvironmentVariable(UriVariable) is { Length: > 0 } uri ? uri : "amqp://guest:guest@127.0.0.1:5672/";
+    public RabbitMqFixture()
+        : this(Environment.GetEnvironmentVariable(UriVariable) is { Length: > 0 } uri ? uri : "amqp://guest:guest@127.0.0.1:5672/")
+    {
+    }
+
+    public RabbitMqFixture(string uri) => Uri = uri;
+
+    public string Uri { get; }
 
     public IConnection Connection => _connection ?? throw new InvalidOperationException("The fixture is not initialised.");
 
@@ -112,6 +119,8 @@ public sealed class RabbitMqFixture : IAsyncLifetime
         await channel.QueueDeclareAsync(queue, durable: !autoDelete, exclusive: false, autoDelete: autoDelete);
     }
 
+    ValueTask IAsyncDisposable.DisposeAsync() => new(DisposeAsync());
+
     public async Task DisposeAsync()
     {
         if (_connection is null)
@@ -130,6 +139,7 @@ public sealed class RabbitMqFixture : IAsyncLifetime
         }
         await _connection.CloseAsync();
         await _connection.DisposeAsync();
+        _connection = null;
     }
 }
 
