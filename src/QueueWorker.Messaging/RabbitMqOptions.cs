@@ -45,5 +45,9 @@ public sealed class RabbitMqOptions
     [Range(0, 3600)]
     public int ShutdownGraceSeconds { get; set; } = 30;
 
+    /// <summary>Connection name shown by the broker (<c>rabbitmqctl list_connections client_properties</c>); empty = <c>queueworker@{machine}:{pid}</c>. The host sets it to the worker id.</summary>
+    [MaxLength(255)]
+    public string? ClientName { get; set; }
+
     public string EffectiveDeadLetterQueue => string.IsNullOrWhiteSpace(DeadLetterQueue) ? JobsQueue + ".dlq" : DeadLetterQueue;
 }

@@ -1,0 +1,396 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using QueueWorker.Contracts;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace QueueWorker.Messaging;
+
+/// <summary>
+/// Consumes the jobs queue and runs each job through <see cref="IJobHandler"/>: manual acks, prefetch = concurrent
+/// handlers, the result published with confirms before the ack, a nack with requeue whenever a job cannot be finished.
+/// It never crashes on broker trouble: the first connect is retried, connection loss is recovered by the client, and a
+/// channel the broker closes (e.g. consumer timeout) or a consumer it cancels is re-opened here.
+/// <para>
+/// Shutdown (<see cref="StopAsync"/>): cancel the consumer (no new deliveries), wait up to <c>RabbitMq:ShutdownGraceSeconds</c>
+/// for jobs in flight, then cancel their token so they are nacked with requeue, then close the channel (the broker
+/// requeues whatever is still unsettled). Nothing is lost.
+/// </para>
+/// </summary>
+public sealed class JobConsumerService : BackgroundService, IBrokerStatus
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
+    // After the grace period: how long cancelled handlers get to nack (or finish publishing) before the channel closes.
+    private static readonly TimeSpan RequeueWait = TimeSpan.FromSeconds(10);
+
+    private readonly RabbitMqConnection _connection;
+    private readonly ResultPublisher _publisher;
+    private readonly IJobHandler _handler;
+    private readonly RabbitMqOptions _options;
+    private readonly ILogger<JobConsumerService> _logger;
+    private readonly TimeProvider _timeProvider;
+    private readonly IHostApplicationLifetime _lifetime;
+
+    private readonly CancellationTokenSource _jobsCts = new();
+    private readonly CancellationTokenSource _publishCts = new();
+    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly string _consumerTag;
+    private IChannel? _channel;
+    private JobConsumer? _consumer;
+    private int _inFlight;
+    private volatile bool _stopping;
+
+    public JobConsumerService(RabbitMqConnection connection, ResultPublisher publisher, IJobHandler handler,
+        IOptions<RabbitMqOptions> options, ILogger<JobConsumerService> logger, TimeProvider timeProvider, IHostApplicationLifetime lifetime)
+    {
+        _connection = connection;
+        _publisher = publisher;
+        _handler = handler;
+        _options = options.Value;
+        _logger = logger;
+        _timeProvider = timeProvider;
+        _lifetime = lifetime;
+        // Our own tag (not the broker's) stays the same across automatic recovery, so the stop can always cancel it.
+        _consumerTag = $"{connection.ClientName}/{Guid.NewGuid():N}";
+    }
+
+    public bool IsConnected => _connection.IsConnected;
+
+    public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && _consumer is { CancelledByBroker: false };
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>The prefetch in force: <c>RabbitMq:Prefetch</c>, which the host sets from <c>Inference:Slots</c> when 0; 1 when nobody did.</summary>
+    public int Prefetch => _options.Prefetch > 0 ? _options.Prefetch : 1;
+
+    /// <summary>The consumer's channel, for tests that make the broker close it.</summary>
+    internal IChannel? ConsumerChannel => _channel;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        if (_options.Prefetch <= 0)
+            Log.PrefetchDefaulted(_logger);
+        try
+        {
+            var connection = await _connection.GetConnectionAsync(stoppingToken).ConfigureAwait(false);
+            if (!await DeclareTopologyAsync(connection, stoppingToken).ConfigureAwait(false))
+                return;
+            await SuperviseAsync(connection, stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+    }
+
+    /// <summary>Declares the queues, retrying transient failures; false (and the host stopped) when a queue exists with other settings.</summary>
+    private async Task<bool> DeclareTopologyAsync(IConnection connection, CancellationToken stoppingToken)
+    {
+        if (!_options.DeclareTopology)
+        {
+            Log.TopologySkipped(_logger, _options.JobsQueue, _options.ResultsQueue);
+            return true;
+        }
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await Topology.DeclareAsync(connection, _options, stoppingToken).ConfigureAwait(false);
+                Log.TopologyDeclared(_logger, _options.JobsQueue, _options.DeliveryLimit, _options.EffectiveDeadLetterQueue, _options.ResultsQueue);
+                return true;
+            }
+            catch (TopologyMismatchException ex)
+            {
+                // Retrying cannot help and consuming a queue of the wrong type would break the delivery promises: stop the worker.
+                Log.TopologyMismatch(_logger, ex.Message);
+                Environment.ExitCode = 1;
+                _lifetime.StopApplication();
+                return false;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                var delay = Backoff(attempt);
+                Log.TopologyFailed(_logger, ResiliencePipelines.Describe(ex), delay.TotalMilliseconds);
+                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Keeps one consumer subscribed until stopped. Connection loss is the client's to recover; anything else is re-done here.</summary>
+    private async Task SuperviseAsync(IConnection connection, CancellationToken stoppingToken)
+    {
+        var attempt = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            if (NeedsSubscription(connection))
+            {
+                try
+                {
+                    await SubscribeAsync(connection, stoppingToken).ConfigureAwait(false);
+                    attempt = 0;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    var delay = Backoff(attempt++);
+                    Log.SubscribeFailed(_logger, _options.JobsQueue, ResiliencePipelines.Describe(ex), delay.TotalMilliseconds);
+                    await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+                    continue;
+                }
+            }
+            await _wake.WaitAsync(PollInterval, stoppingToken).ConfigureAwait(false);
+        }
+    }
+
+    private bool NeedsSubscription(IConnection connection)
+    {
+        if (_stopping)
+            return false;
+        if (_channel is not { } channel)
+            return true;
+        if (!connection.IsOpen || _connection.IsRecovering)
+            return false; // automatic recovery restores the channel, its prefetch and the consumer
+        return !channel.IsOpen || _consumer is not { CancelledByBroker: false };
+    }
+
+    private async Task SubscribeAsync(IConnection connection, CancellationToken cancellationToken)
+    {
+        var prefetch = (ushort)Prefetch;
+        var old = _channel;
+        _channel = null;
+        _consumer = null;
+        if (old is not null)
+            await DisposeChannelAsync(old).ConfigureAwait(false);
+
+        // Dispatch concurrency = prefetch: every delivery the broker lets us hold runs its handler at once.
+        var channel = await connection.CreateChannelAsync(new CreateChannelOptions(
+            publisherConfirmationsEnabled: false, publisherConfirmationTrackingEnabled: false,
+            consumerDispatchConcurrency: prefetch), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            channel.ChannelShutdownAsync += OnChannelShutdownAsync;
+            await channel.BasicQosAsync(0, prefetch, global: false, cancellationToken).ConfigureAwait(false);
+            var consumer = new JobConsumer(channel, this);
+            await channel.BasicConsumeAsync(_options.JobsQueue, autoAck: false, _consumerTag, noLocal: false, exclusive: false,
+                arguments: null, consumer, cancellationToken).ConfigureAwait(false);
+            _channel = channel;
+            _consumer = consumer;
+            Log.Consuming(_logger, _options.JobsQueue, prefetch);
+        }
+        catch
+        {
+            await DisposeChannelAsync(channel).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private Task OnChannelShutdownAsync(object sender, ShutdownEventArgs args)
+    {
+        if (!_stopping && args.Initiator == ShutdownInitiator.Peer && _connection.Current is { IsOpen: true })
+            Log.ChannelClosedByBroker(_logger, args.ReplyCode, args.ReplyText);
+        Wake();
+        return Task.CompletedTask;
+    }
+
+    private void OnCancelledByBroker()
+    {
+        if (_stopping)
+            return;
+        Log.ConsumerCancelledByBroker(_logger, _options.JobsQueue);
+        Wake();
+    }
+
+    private void Wake()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Already signalled.
+        }
+    }
+
+    private async Task OnReceivedAsync(IChannel channel, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
+    {
+        Interlocked.Increment(ref _inFlight);
+        var messageId = properties.MessageId;
+        try
+        {
+            if (_stopping)
+            {
+                Log.NackedWhileStopping(_logger, messageId);
+                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+                return;
+            }
+            var job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
+            Log.JobReceived(_logger, messageId, job.DeliveryCount, job.Redelivered, job.Body.Length);
+
+            JobResult result;
+            try
+            {
+                result = await _handler.HandleAsync(job, _jobsCts.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_jobsCts.IsCancellationRequested)
+            {
+                Log.JobRequeuedOnShutdown(_logger, messageId);
+                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception ex)
+            {
+                Log.HandlerFailed(_logger, ex, messageId, job.DeliveryCount);
+                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+                return;
+            }
+
+            string destination;
+            try
+            {
+                destination = await _publisher.PublishAsync(result, job, _publishCts.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.PublishFailed(_logger, result.Id, messageId, ResiliencePipelines.Describe(ex));
+                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+                return;
+            }
+            if (await SettleAsync(channel, deliveryTag, ack: true, messageId).ConfigureAwait(false))
+                Log.JobAcked(_logger, messageId, result.Id, destination);
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _inFlight) == 0 && _stopping)
+                _drained.TrySetResult();
+        }
+    }
+
+    /// <summary>Acks, or nacks with requeue. Never throws: when the channel is gone the broker has requeued the delivery already.</summary>
+    private async Task<bool> SettleAsync(IChannel channel, ulong deliveryTag, bool ack, string? messageId)
+    {
+        var action = ack ? "ack" : "nack";
+        if (!channel.IsOpen)
+        {
+            Log.SettleSkipped(_logger, messageId, action);
+            return false;
+        }
+        try
+        {
+            // Not cancellable: an ack or nack is one frame and must not be skipped because the host is stopping.
+            if (ack)
+                await channel.BasicAckAsync(deliveryTag, multiple: false, CancellationToken.None).ConfigureAwait(false);
+            else
+                await channel.BasicNackAsync(deliveryTag, multiple: false, requeue: true, CancellationToken.None).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception)
+        {
+            Log.SettleSkipped(_logger, messageId, action);
+            return false;
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopping = true;
+        if (InFlight == 0)
+            _drained.TrySetResult();
+
+        await CancelConsumerAsync(cancellationToken).ConfigureAwait(false);
+        Log.StopConsuming(_logger, InFlight, _options.ShutdownGraceSeconds);
+        await WaitDrainedAsync(TimeSpan.FromSeconds(_options.ShutdownGraceSeconds), cancellationToken).ConfigureAwait(false);
+
+        if (InFlight > 0)
+        {
+            Log.GraceExpired(_logger, InFlight);
+            await _jobsCts.CancelAsync().ConfigureAwait(false);
+            await WaitDrainedAsync(RequeueWait, cancellationToken).ConfigureAwait(false);
+        }
+        await _publishCts.CancelAsync().ConfigureAwait(false);
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+
+        if (_channel is { } channel)
+        {
+            _channel = null;
+            await DisposeChannelAsync(channel).ConfigureAwait(false);
+        }
+        Log.Stopped(_logger, InFlight);
+    }
+
+    private async Task CancelConsumerAsync(CancellationToken cancellationToken)
+    {
+        if (_channel is not { IsOpen: true } channel || _consumer is not { CancelledByBroker: false })
+            return;
+        try
+        {
+            await channel.BasicCancelAsync(_consumerTag, noWait: false, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.CancelFailed(_logger, ResiliencePipelines.Describe(ex));
+        }
+    }
+
+    private async Task WaitDrainedAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _drained.Task.WaitAsync(timeout, _timeProvider, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Grace over: the caller decides.
+        }
+        catch (OperationCanceledException)
+        {
+            // The host's shutdown timeout fired first.
+        }
+    }
+
+    private static async Task DisposeChannelAsync(IChannel channel)
+    {
+        try
+        {
+            if (channel.IsOpen)
+                await channel.CloseAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Closing a channel whose connection is gone: nothing to release but the object.
+        }
+        await channel.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private static TimeSpan Backoff(int attempt) =>
+        TimeSpan.FromMilliseconds(Math.Min(30_000, 1000 * Math.Pow(2, Math.Min(attempt, 5))) * (0.8 + Random.Shared.NextDouble() * 0.4));
+
+    /// <summary>Hands deliveries to the service; remembers a cancel sent by the broker (queue deleted), which needs a new subscription.</summary>
+    private sealed class JobConsumer(IChannel channel, JobConsumerService owner) : AsyncDefaultBasicConsumer(channel)
+    {
+        private volatile bool _cancelledByBroker;
+
+        public bool CancelledByBroker => _cancelledByBroker;
+
+        public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange,
+            string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default) =>
+            owner.OnReceivedAsync(Channel, deliveryTag, redelivered, properties, body);
+
+        public override async Task HandleBasicCancelAsync(string consumerTag, CancellationToken cancellationToken = default)
+        {
+            _cancelledByBroker = true;
+            await base.HandleBasicCancelAsync(consumerTag, cancellationToken).ConfigureAwait(false);
+            owner.OnCancelledByBroker();
+        }
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _jobsCts.Dispose();
+        _publishCts.Dispose();
+        _wake.Dispose();
+    }
+}

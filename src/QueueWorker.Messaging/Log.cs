@@ -1,0 +1,106 @@
+using Microsoft.Extensions.Logging;
+
+namespace QueueWorker.Messaging;
+
+/// <summary>Messaging log messages. Event ids 2000–2099 belong to this project.</summary>
+internal static partial class Log
+{
+    // Connection 2001–2009
+    [LoggerMessage(2001, LogLevel.Information, "Connecting to RabbitMQ {Uri} as '{ClientName}'")]
+    public static partial void Connecting(ILogger logger, string uri, string clientName);
+
+    [LoggerMessage(2002, LogLevel.Information, "Connected to RabbitMQ {Uri} as '{ClientName}' (heartbeat {HeartbeatSeconds} s, automatic recovery on)")]
+    public static partial void Connected(ILogger logger, string uri, string clientName, int heartbeatSeconds);
+
+    [LoggerMessage(2003, LogLevel.Warning, "Cannot connect to RabbitMQ {Uri} (attempt {Attempt}): {Reason}. Retrying in {DelayMs:F0} ms")]
+    public static partial void ConnectFailed(ILogger logger, string uri, int attempt, string reason, double delayMs);
+
+    [LoggerMessage(2004, LogLevel.Warning, "RabbitMQ connection lost: {ReplyCode} {ReplyText} (initiator {Initiator}); the client reconnects by itself")]
+    public static partial void ConnectionLost(ILogger logger, ushort replyCode, string replyText, string initiator);
+
+    [LoggerMessage(2005, LogLevel.Information, "RabbitMQ connection recovered; channels and consumer restored")]
+    public static partial void ConnectionRecovered(ILogger logger);
+
+    [LoggerMessage(2006, LogLevel.Warning, "RabbitMQ connection recovery attempt failed: {Reason}; trying again")]
+    public static partial void RecoveryAttemptFailed(ILogger logger, string reason);
+
+    [LoggerMessage(2007, LogLevel.Warning, "RabbitMQ blocked this connection ({Reason}): publishes wait until the broker's resource alarm clears")]
+    public static partial void ConnectionBlocked(ILogger logger, string reason);
+
+    [LoggerMessage(2008, LogLevel.Information, "RabbitMQ unblocked this connection")]
+    public static partial void ConnectionUnblocked(ILogger logger);
+
+    // Topology 2010–2019
+    [LoggerMessage(2010, LogLevel.Information, "Queues declared: jobs '{JobsQueue}' (quorum, delivery limit {DeliveryLimit}, dead letters to '{DeadLetterQueue}'), results '{ResultsQueue}'")]
+    public static partial void TopologyDeclared(ILogger logger, string jobsQueue, int deliveryLimit, string deadLetterQueue, string resultsQueue);
+
+    [LoggerMessage(2011, LogLevel.Critical, "{Message}")]
+    public static partial void TopologyMismatch(ILogger logger, string message);
+
+    [LoggerMessage(2012, LogLevel.Information, "RabbitMq:DeclareTopology is false: using queues '{JobsQueue}' and '{ResultsQueue}' as an operator declared them")]
+    public static partial void TopologySkipped(ILogger logger, string jobsQueue, string resultsQueue);
+
+    [LoggerMessage(2013, LogLevel.Warning, "Declaring queues failed: {Reason}. Retrying in {DelayMs:F0} ms")]
+    public static partial void TopologyFailed(ILogger logger, string reason, double delayMs);
+
+    // Consumer 2020–2029
+    [LoggerMessage(2020, LogLevel.Information, "Consuming '{Queue}' with prefetch {Prefetch}: up to {Prefetch} jobs run concurrently")]
+    public static partial void Consuming(ILogger logger, string queue, int prefetch);
+
+    [LoggerMessage(2021, LogLevel.Warning, "The broker closed the consumer channel: {ReplyCode} {ReplyText}; re-opening it and re-subscribing")]
+    public static partial void ChannelClosedByBroker(ILogger logger, ushort replyCode, string replyText);
+
+    [LoggerMessage(2022, LogLevel.Warning, "The broker cancelled the consumer on '{Queue}' (queue deleted or moved); re-subscribing")]
+    public static partial void ConsumerCancelledByBroker(ILogger logger, string queue);
+
+    [LoggerMessage(2023, LogLevel.Warning, "Cannot consume '{Queue}': {Reason}. Retrying in {DelayMs:F0} ms")]
+    public static partial void SubscribeFailed(ILogger logger, string queue, string reason, double delayMs);
+
+    [LoggerMessage(2024, LogLevel.Warning, "RabbitMq:Prefetch is 0 and the host did not set it from Inference:Slots: using 1")]
+    public static partial void PrefetchDefaulted(ILogger logger);
+
+    // Jobs 2030–2039
+    [LoggerMessage(2030, LogLevel.Debug, "Job {MessageId} received (delivery {DeliveryCount}, redelivered {Redelivered}, {Bytes} bytes)")]
+    public static partial void JobReceived(ILogger logger, string? messageId, long deliveryCount, bool redelivered, int bytes);
+
+    [LoggerMessage(2031, LogLevel.Debug, "Job {MessageId}: result {ResultId} confirmed by the broker to '{Destination}', delivery acked")]
+    public static partial void JobAcked(ILogger logger, string? messageId, string resultId, string destination);
+
+    [LoggerMessage(2032, LogLevel.Information, "Job {MessageId} cancelled by shutdown: nacked with requeue for another worker")]
+    public static partial void JobRequeuedOnShutdown(ILogger logger, string? messageId);
+
+    [LoggerMessage(2033, LogLevel.Error, "Handler failed on job {MessageId} (delivery count {DeliveryCount}): nacked with requeue; the queue's delivery limit dead-letters a job that keeps failing")]
+    public static partial void HandlerFailed(ILogger logger, Exception exception, string? messageId, long deliveryCount);
+
+    [LoggerMessage(2034, LogLevel.Error, "Could not publish the result {ResultId} of job {MessageId}: {Reason}; the job is nacked with requeue")]
+    public static partial void PublishFailed(ILogger logger, string resultId, string? messageId, string reason);
+
+    [LoggerMessage(2035, LogLevel.Warning, "Job {MessageId}: the channel closed before the {Action}; the broker requeues the delivery itself (a result already published is repeated with the same message_id)")]
+    public static partial void SettleSkipped(ILogger logger, string? messageId, string action);
+
+    [LoggerMessage(2036, LogLevel.Debug, "Job {MessageId} arrived while stopping: nacked with requeue")]
+    public static partial void NackedWhileStopping(ILogger logger, string? messageId);
+
+    // Shutdown 2040–2049
+    [LoggerMessage(2040, LogLevel.Information, "Stopping: consumer cancelled, {InFlight} job(s) in flight, waiting up to {GraceSeconds} s for them")]
+    public static partial void StopConsuming(ILogger logger, int inFlight, int graceSeconds);
+
+    [LoggerMessage(2041, LogLevel.Warning, "Grace period over with {InFlight} job(s) in flight: cancelling them; they are nacked with requeue")]
+    public static partial void GraceExpired(ILogger logger, int inFlight);
+
+    [LoggerMessage(2042, LogLevel.Information, "Consumer stopped; {InFlight} job(s) left in flight (the broker requeues any unsettled delivery when the channel closes)")]
+    public static partial void Stopped(ILogger logger, int inFlight);
+
+    [LoggerMessage(2043, LogLevel.Warning, "Cancelling the consumer failed: {Reason}")]
+    public static partial void CancelFailed(ILogger logger, string reason);
+
+    // Publishing 2050–2059
+    [LoggerMessage(2050, LogLevel.Warning, "Publishing result {ResultId} failed (attempt {Attempt}): {Reason}; retrying in {DelayMs:F0} ms")]
+    public static partial void PublishRetry(ILogger logger, string resultId, int attempt, string reason, double delayMs);
+
+    [LoggerMessage(2051, LogLevel.Warning, "reply_to queue '{ReplyTo}' of result {ResultId} does not exist (the producer is gone): publishing it to the results queue '{ResultsQueue}' instead")]
+    public static partial void ReplyQueueMissing(ILogger logger, string replyTo, string resultId, string resultsQueue);
+
+    [LoggerMessage(2052, LogLevel.Warning, "The broker closed the publisher channel: {ReplyCode} {ReplyText}; a new one is opened on the next publish")]
+    public static partial void PublisherChannelClosed(ILogger logger, ushort replyCode, string replyText);
+}

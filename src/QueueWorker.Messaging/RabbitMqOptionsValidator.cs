@@ -1,0 +1,79 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+
+namespace QueueWorker.Messaging;
+
+/// <summary>Rules that cross fields or need parsing; each error names the key and the value (password masked).</summary>
+public sealed partial class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
+{
+    private const int MaxQueueNameBytes = 255;
+
+    public ValidateOptionsResult Validate(string? name, RabbitMqOptions options)
+    {
+        var errors = new List<string>();
+        ValidateUri(options.Uri, errors);
+
+        var queues = new (string Key, string? Value)[]
+        {
+            ("RabbitMq:JobsQueue", options.JobsQueue),
+            ("RabbitMq:ResultsQueue", options.ResultsQueue),
+            ("RabbitMq:DeadLetterQueue", options.EffectiveDeadLetterQueue),
+        };
+        foreach (var (key, value) in queues)
+        {
+            if (string.IsNullOrWhiteSpace(value))
+                continue; // [Required] reports it
+            if (Encoding.UTF8.GetByteCount(value) > MaxQueueNameBytes)
+                errors.Add($"{key} '{value[..Math.Min(value.Length, 40)]}…' is longer than {MaxQueueNameBytes} bytes, the AMQP limit for a queue name.");
+            if (value.StartsWith("amq.", StringComparison.Ordinal))
+                errors.Add($"{key} '{value}' starts with 'amq.', a prefix the broker reserves for itself.");
+        }
+        for (var i = 0; i < queues.Length; i++)
+            for (var j = i + 1; j < queues.Length; j++)
+                if (!string.IsNullOrWhiteSpace(queues[i].Value) && string.Equals(queues[i].Value, queues[j].Value, StringComparison.Ordinal))
+                    errors.Add($"{queues[j].Key} '{queues[j].Value}' must differ from {queues[i].Key}.");
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void ValidateUri(string? value, List<string> errors)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+            return; // [Required] reports it
+        var shown = MaskPassword(value);
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
+        {
+            errors.Add($"RabbitMq:Uri '{shown}' is not an absolute URI: expected amqp://user:password@host:5672/vhost.");
+            return;
+        }
+        if (uri.Scheme is not ("amqp" or "amqps"))
+        {
+            errors.Add($"RabbitMq:Uri '{shown}' has scheme '{uri.Scheme}': it must be amqp or amqps.");
+            return;
+        }
+        if (string.IsNullOrEmpty(uri.Host))
+        {
+            errors.Add($"RabbitMq:Uri '{shown}' has no host.");
+            return;
+        }
+        try
+        {
+            // The client has its own rules (e.g. one path segment for the vhost): ask it.
+            _ = new ConnectionFactory { Uri = uri };
+        }
+        catch (Exception ex) when (ex is ArgumentException or FormatException)
+        {
+            errors.Add($"RabbitMq:Uri '{shown}' is not accepted by the RabbitMQ client: {ex.Message}");
+        }
+    }
+
+    /// <summary>The URI with its password replaced by <c>***</c>, for logs and errors.</summary>
+    public static string MaskPassword(string? uri) =>
+        string.IsNullOrEmpty(uri) ? string.Empty : UserInfoPassword().Replace(uri, "$1***@");
+
+    // scheme://user:password@ → scheme://user:***@ ; the password may hold anything but '@' and '/'.
+    [GeneratedRegex(@"^([a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@]*:)[^@/]*@")]
+    private static partial Regex UserInfoPassword();
+}

@@ -1,0 +1,160 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Polly;
+using QueueWorker.Contracts;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+using RabbitMQ.Client.Exceptions;
+
+namespace QueueWorker.Messaging;
+
+/// <summary>
+/// Publishes results with publisher confirms: <see cref="PublishAsync"/> completes only once the broker has confirmed
+/// the message (so the job may then be acked), retrying transient failures with backoff (<see cref="ResiliencePipelines.CreatePublish"/>).
+/// <para>
+/// Routing: to the job's <c>reply_to</c> through the default exchange when set (also the direct reply-to pseudo-queue
+/// <c>amq.rabbitmq.reply-to</c>), else to <c>RabbitMq:ResultsQueue</c>. Messages are mandatory: when the broker returns a
+/// result because the <c>reply_to</c> queue no longer exists, the producer is gone and retrying cannot help, so the result
+/// goes to the results queue instead (logged), keeping the promise that every job ends with a result somewhere. A result
+/// the results queue itself cannot take (it does not exist) fails the publish: the job is nacked and requeued.
+/// </para>
+/// </summary>
+public sealed class ResultPublisher : IAsyncDisposable
+{
+    public const string ResultType = "queueworker.result.v1";
+    public const string JsonContentType = "application/json";
+    /// <summary>RabbitMQ's direct reply-to: replies go straight to the caller's channel, no queue, not persisted.</summary>
+    public const string DirectReplyToPrefix = "amq.rabbitmq.reply-to";
+
+    private readonly RabbitMqConnection _connection;
+    private readonly RabbitMqOptions _options;
+    private readonly ILogger<ResultPublisher> _logger;
+    private readonly TimeProvider _timeProvider;
+    private readonly ResiliencePipeline _pipeline;
+    // One publish at a time on the confirm channel: results are few (one per generation), and it keeps the
+    // channel's confirm bookkeeping simple; each attempt's wait is bounded by the pipeline's timeout.
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private IChannel? _channel;
+
+    public ResultPublisher(RabbitMqConnection connection, IOptions<RabbitMqOptions> options, ILogger<ResultPublisher> logger, TimeProvider timeProvider)
+    {
+        _connection = connection;
+        _options = options.Value;
+        _logger = logger;
+        _timeProvider = timeProvider;
+        _pipeline = ResiliencePipelines.CreatePublish(_options.PublishRetries, timeProvider, logger);
+    }
+
+    /// <summary>Publishes <paramref name="result"/> for <paramref name="job"/> and waits for the broker's confirm. Returns the queue it went to.</summary>
+    public async Task<string> PublishAsync(JobResult result, IncomingJob job, CancellationToken cancellationToken)
+    {
+        var body = JobSerializer.Serialize(result);
+        if (job.ReplyTo is not { Length: > 0 } replyTo)
+        {
+            await PublishToAsync(_options.ResultsQueue, result.Id, job.CorrelationId, persistent: true, body, cancellationToken).ConfigureAwait(false);
+            return _options.ResultsQueue;
+        }
+        var direct = replyTo.StartsWith(DirectReplyToPrefix, StringComparison.Ordinal);
+        try
+        {
+            await PublishToAsync(replyTo, result.Id, job.CorrelationId, persistent: !direct, body, cancellationToken).ConfigureAwait(false);
+            return replyTo;
+        }
+        catch (PublishReturnException)
+        {
+            Log.ReplyQueueMissing(_logger, replyTo, result.Id, _options.ResultsQueue);
+            await PublishToAsync(_options.ResultsQueue, result.Id, job.CorrelationId, persistent: true, body, cancellationToken).ConfigureAwait(false);
+            return _options.ResultsQueue;
+        }
+    }
+
+    private async Task PublishToAsync(string queue, string resultId, string? correlationId, bool persistent, byte[] body, CancellationToken cancellationToken)
+    {
+        var properties = new BasicProperties
+        {
+            MessageId = resultId,
+            CorrelationId = correlationId,
+            ContentType = JsonContentType,
+            Type = ResultType,
+            DeliveryMode = persistent ? DeliveryModes.Persistent : DeliveryModes.Transient,
+            Timestamp = new AmqpTimestamp(_timeProvider.GetUtcNow().ToUnixTimeSeconds()),
+        };
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(ResiliencePipelines.ResultIdKey, resultId);
+        try
+        {
+            await _pipeline.ExecuteAsync(static async (ctx, state) =>
+            {
+                await state.Self.PublishOnceAsync(state.Queue, state.Properties, state.Body, ctx.CancellationToken).ConfigureAwait(false);
+            }, context, (Self: this, Queue: queue, Properties: properties, Body: body)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
+    private async Task PublishOnceAsync(string queue, BasicProperties properties, byte[] body, CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var channel = await GetChannelAsync(cancellationToken).ConfigureAwait(false);
+            // With confirmation tracking this completes on the broker's ack, throws PublishException on a nack and
+            // PublishReturnException when the mandatory message could not be routed.
+            await channel.BasicPublishAsync(string.Empty, queue, mandatory: true, properties, body, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private async Task<IChannel> GetChannelAsync(CancellationToken cancellationToken)
+    {
+        if (_channel is { IsOpen: true } open)
+            return open;
+        var connection = _connection.Current ?? await _connection.GetConnectionAsync(cancellationToken).ConfigureAwait(false);
+        if (!connection.IsOpen || _connection.IsRecovering)
+            throw new BrokerNotReadyException("the RabbitMQ connection is down; the client is reconnecting");
+        if (_channel is { } closed)
+        {
+            // Closed while the connection is up: the broker closed the channel (a channel error), which automatic
+            // recovery does not undo. Replace it.
+            _channel = null;
+            await closed.DisposeAsync().ConfigureAwait(false);
+        }
+        var channel = await connection.CreateChannelAsync(
+            new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true),
+            cancellationToken).ConfigureAwait(false);
+        channel.ChannelShutdownAsync += OnChannelShutdownAsync;
+        _channel = channel;
+        return channel;
+    }
+
+    private Task OnChannelShutdownAsync(object sender, ShutdownEventArgs args)
+    {
+        if (args.Initiator == ShutdownInitiator.Peer && _connection.Current is { IsOpen: true })
+            Log.PublisherChannelClosed(_logger, args.ReplyCode, args.ReplyText);
+        return Task.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_channel is { } channel)
+        {
+            _channel = null;
+            try
+            {
+                if (channel.IsOpen)
+                    await channel.CloseAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or IOException)
+            {
+                // Already gone with its connection.
+            }
+            await channel.DisposeAsync().ConfigureAwait(false);
+        }
+        _lock.Dispose();
+    }
+}

@@ -1,0 +1,259 @@
+using System.Text.Json;
+using QueueWorker.Contracts;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace QueueWorker.Messaging.Tests;
+
+[Collection(RabbitMqCollection.Name)]
+public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Consume_JobWithProperties_MapsToIncomingJob()
+    {
+        var options = broker.NewOptions("mapping");
+        await using var worker = await TestWorker.StartAsync(options, output);
+        var published = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+        var body = RabbitMqFixture.JobBody("job-map");
+
+        await broker.PublishJobAsync(options.JobsQueue, body, p =>
+        {
+            p.MessageId = "job-map";
+            p.CorrelationId = "corr-map";
+            p.ContentType = "application/json";
+            p.ContentEncoding = "utf-8";
+            p.Timestamp = new AmqpTimestamp(published.ToUnixTimeSeconds());
+            p.Expiration = "600000";
+        });
+        await broker.GetAsync(options.ResultsQueue);
+
+        var job = Assert.Single(worker.Handler.Received);
+        Assert.Equal("job-map", job.MessageId);
+        Assert.Equal("corr-map", job.CorrelationId);
+        Assert.Null(job.ReplyTo);
+        Assert.Equal("application/json", job.ContentType);
+        Assert.Equal("utf-8", job.ContentEncoding);
+        Assert.Equal(published, job.Timestamp);
+        Assert.Equal(TimeSpan.FromMinutes(10), job.Expiration);
+        Assert.False(job.Redelivered);
+        Assert.Equal(0, job.DeliveryCount);
+        Assert.Equal(body, job.Body.ToArray());
+        Assert.InRange(job.ReceivedAt, published.AddSeconds(-1), DateTimeOffset.UtcNow);
+    }
+
+    [Fact]
+    public async Task Consume_JobWithReplyTo_ResultToReplyQueueWithCorrelationAndMessageId()
+    {
+        var options = broker.NewOptions("reply");
+        var replyQueue = broker.NewQueueName("reply.to");
+        await broker.DeclareClassicQueueAsync(replyQueue, autoDelete: false);
+        await using var worker = await TestWorker.StartAsync(options, output);
+
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-reply"), p =>
+        {
+            p.MessageId = "job-reply";
+            p.CorrelationId = "corr-42";
+            p.ReplyTo = replyQueue;
+        });
+        var reply = await broker.GetAsync(replyQueue);
+
+        Assert.Equal("job-reply", reply.BasicProperties.MessageId);
+        Assert.Equal("corr-42", reply.BasicProperties.CorrelationId);
+        Assert.Equal("application/json", reply.BasicProperties.ContentType);
+        Assert.Equal(ResultPublisher.ResultType, reply.BasicProperties.Type);
+        Assert.Equal(DeliveryModes.Persistent, reply.BasicProperties.DeliveryMode);
+        Assert.True(reply.BasicProperties.Timestamp.UnixTime > 0);
+        var result = JobSerializer.DeserializeResult(reply.Body.Span);
+        Assert.Equal("job-reply", result.Id);
+        Assert.Equal(JobStatus.Completed, result.Status);
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.ResultsQueue));
+    }
+
+    [Fact]
+    public async Task Consume_JobWithoutReplyTo_ResultToResultsQueue()
+    {
+        var options = broker.NewOptions("results");
+        await using var worker = await TestWorker.StartAsync(options, output);
+
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-results"), p => p.MessageId = "job-results");
+        var message = await broker.GetAsync(options.ResultsQueue);
+
+        Assert.Equal("job-results", message.BasicProperties.MessageId);
+        Assert.Equal(DeliveryModes.Persistent, message.BasicProperties.DeliveryMode);
+        Assert.Equal("job-results", JobSerializer.DeserializeResult(message.Body.Span).Id);
+    }
+
+    [Fact]
+    public async Task Consume_ReplyQueueGone_ResultGoesToResultsQueue()
+    {
+        var options = broker.NewOptions("gone");
+        await using var worker = await TestWorker.StartAsync(options, output);
+
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-gone"), p =>
+        {
+            p.MessageId = "job-gone";
+            p.CorrelationId = "corr-gone";
+            p.ReplyTo = "qw-test.no-such-queue." + Guid.NewGuid().ToString("N");
+        });
+        var message = await broker.GetAsync(options.ResultsQueue);
+
+        Assert.Equal("job-gone", message.BasicProperties.MessageId);
+        Assert.Equal("corr-gone", message.BasicProperties.CorrelationId);
+        await worker.WaitUntilAsync(() => worker.Status.InFlight == 0, "the job is settled");
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
+    }
+
+    [Fact]
+    public async Task Consume_DirectReplyTo_ResultReachesCallerTransient()
+    {
+        var options = broker.NewOptions("direct");
+        await using var worker = await TestWorker.StartAsync(options, output);
+        await using var channel = await broker.OpenChannelAsync(confirms: false);
+        var received = new TaskCompletionSource<(IReadOnlyBasicProperties Properties, byte[] Body)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var consumer = new AsyncEventingBasicConsumer(channel);
+        consumer.ReceivedAsync += (_, delivery) =>
+        {
+            received.TrySetResult((delivery.BasicProperties, delivery.Body.ToArray()));
+            return Task.CompletedTask;
+        };
+        // Direct reply-to: consume the pseudo-queue (auto-ack), then publish on the same channel with reply_to set to it.
+        await channel.BasicConsumeAsync(ResultPublisher.DirectReplyToPrefix, autoAck: true, consumer);
+        var properties = new BasicProperties { MessageId = "job-direct", CorrelationId = "corr-direct", ReplyTo = ResultPublisher.DirectReplyToPrefix };
+        await channel.BasicPublishAsync(string.Empty, options.JobsQueue, mandatory: false, properties, RabbitMqFixture.JobBody("job-direct"));
+
+        var (replyProperties, body) = await received.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal("job-direct", replyProperties.MessageId);
+        Assert.Equal("corr-direct", replyProperties.CorrelationId);
+        Assert.NotEqual(DeliveryModes.Persistent, replyProperties.DeliveryMode);
+        Assert.Equal("job-direct", JobSerializer.DeserializeResult(body).Id);
+        var job = Assert.Single(worker.Handler.Received);
+        Assert.StartsWith(ResultPublisher.DirectReplyToPrefix + ".", job.ReplyTo);
+    }
+
+    [Fact]
+    public async Task Consume_ResultConfirmed_JobAckedNothingLeftInQueue()
+    {
+        var options = broker.NewOptions("ack");
+        await using var worker = await TestWorker.StartAsync(options, output);
+
+        for (var i = 0; i < 5; i++)
+            await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody($"job-ack-{i}"), p => p.MessageId = $"job-ack-{i}");
+        var ids = new HashSet<string>();
+        for (var i = 0; i < 5; i++)
+            ids.Add((await broker.GetAsync(options.ResultsQueue)).BasicProperties.MessageId!);
+        await worker.WaitUntilAsync(() => worker.Status.InFlight == 0, "all jobs settled");
+
+        Assert.Equal(5, ids.Count);
+        // Unacked deliveries would come back to the queue when the worker's channel closes: stop it and look.
+        await worker.StopAsync();
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
+        Assert.Equal(5, worker.Handler.Received.Count);
+    }
+
+    [Fact]
+    public async Task Consume_ResultCannotBePublished_JobNeverAckedEndsInDeadLetterQueue()
+    {
+        // The results queue does not exist (topology not declared by the worker): every publish is returned.
+        var options = broker.NewOptions("unroutable", o =>
+        {
+            o.DeclareTopology = false;
+            o.DeliveryLimit = 1;
+        });
+        var declared = broker.NewOptions("unroutable-declare", o =>
+        {
+            o.JobsQueue = options.JobsQueue;
+            o.DeadLetterQueue = options.DeadLetterQueue;
+            o.DeliveryLimit = 1;
+        });
+        await Topology.DeclareAsync(broker.Connection, declared, CancellationToken.None);
+        await using var worker = await TestWorker.StartAsync(options, output);
+
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-poison"), p => p.MessageId = "job-poison");
+        var dead = await broker.GetAsync(options.EffectiveDeadLetterQueue, TimeSpan.FromSeconds(30));
+
+        Assert.Equal("job-poison", dead.BasicProperties.MessageId);
+        // Delivered, nacked with requeue, delivered again (x-delivery-count 1), nacked: then over the limit of 1.
+        Assert.Equal([0L, 1L], worker.Handler.Received.Select(j => j.DeliveryCount).ToArray());
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
+    }
+
+    [Fact]
+    public async Task Consume_HandlerThrowsOperationCanceled_JobRequeuedAndRedelivered()
+    {
+        var options = broker.NewOptions("oce");
+        var handler = new TestJobHandler();
+        handler.Behaviour = (job, _) => handler.Received.Count == 1
+            ? throw new OperationCanceledException("the engine gave up")
+            : Task.FromResult(TestJobHandler.Complete(job));
+        await using var worker = await TestWorker.StartAsync(options, output, handler);
+
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-oce"), p => p.MessageId = "job-oce");
+        var result = await broker.GetAsync(options.ResultsQueue);
+
+        Assert.Equal("job-oce", result.BasicProperties.MessageId);
+        var deliveries = worker.Handler.Received.ToArray();
+        Assert.Equal(2, deliveries.Length);
+        Assert.False(deliveries[0].Redelivered);
+        Assert.True(deliveries[1].Redelivered);
+        Assert.Equal(1, deliveries[1].DeliveryCount);
+    }
+
+    [Fact]
+    public async Task Consume_HandlerThrows_JobRequeuedThenSucceeds()
+    {
+        var options = broker.NewOptions("throws");
+        var handler = new TestJobHandler();
+        handler.Behaviour = (job, _) => handler.Received.Count == 1
+            ? throw new InvalidOperationException("a bug in the handler")
+            : Task.FromResult(TestJobHandler.Complete(job));
+        await using var worker = await TestWorker.StartAsync(options, output, handler);
+
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-throws"), p => p.MessageId = "job-throws");
+        var result = await broker.GetAsync(options.ResultsQueue);
+
+        Assert.Equal("job-throws", result.BasicProperties.MessageId);
+        Assert.Equal(2, worker.Handler.Received.Count);
+    }
+
+    [Fact]
+    public async Task Consume_SlowJobs_RunConcurrentlyUpToPrefetchNotBeyond()
+    {
+        const int prefetch = 3;
+        var options = broker.NewOptions("concurrency", o => o.Prefetch = prefetch);
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var running = 0;
+        var maxRunning = 0;
+        var handler = new TestJobHandler();
+        handler.Behaviour = async (job, ct) =>
+        {
+            var now = Interlocked.Increment(ref running);
+            InterlockedMax(ref maxRunning, now);
+            await gate.Task.WaitAsync(ct);
+            Interlocked.Decrement(ref running);
+            return TestJobHandler.Complete(job);
+        };
+        await using var worker = await TestWorker.StartAsync(options, output, handler);
+
+        for (var i = 0; i < 2 * prefetch; i++)
+            await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody($"job-c{i}"), p => p.MessageId = $"job-c{i}");
+        await worker.WaitUntilAsync(() => Volatile.Read(ref running) == prefetch, $"{prefetch} handlers running at once");
+        await Task.Delay(500);
+
+        Assert.Equal(prefetch, Volatile.Read(ref maxRunning));
+        Assert.Equal(prefetch, worker.Status.InFlight);
+        Assert.Equal((uint)prefetch, await broker.ReadyCountAsync(options.JobsQueue));
+        gate.SetResult();
+        for (var i = 0; i < 2 * prefetch; i++)
+            await broker.GetAsync(options.ResultsQueue);
+        Assert.Equal(prefetch, Volatile.Read(ref maxRunning));
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int current;
+        while ((current = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+        }
+    }
+}

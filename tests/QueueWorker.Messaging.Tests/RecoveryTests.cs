@@ -1,0 +1,108 @@
+namespace QueueWorker.Messaging.Tests;
+
+[Collection(RabbitMqCollection.Name)]
+public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Start_BrokerUnreachable_HostKeepsRunningAndRetries()
+    {
+        // Nothing listens on port 1 of the loopback: connecting fails at once.
+        var options = broker.NewOptions("unreachable", o => o.Uri = "amqp://guest:guest@127.0.0.1:1/");
+        using var host = TestWorker.Build(options, new TestJobHandler(), output);
+
+        await host.StartAsync();
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        var status = (IBrokerStatus)host.Services.GetService(typeof(IBrokerStatus))!;
+
+        Assert.False(status.IsConnected);
+        Assert.False(status.IsConsuming);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await host.StopAsync(timeout.Token);
+    }
+
+    [Fact]
+    public async Task ConnectionClosedByBroker_WorkerRecoversAndJobsStillGetResults()
+    {
+        var options = broker.NewOptions("recover", o => o.PublishRetries = 6);
+        await using var worker = await TestWorker.StartAsync(options, output);
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("before"), p => p.MessageId = "before");
+        Assert.Equal("before", (await broker.GetAsync(options.ResultsQueue)).BasicProperties.MessageId);
+        var pidBefore = await ConnectionPidAsync(options.ClientName!);
+
+        await Rabbitmqctl.RunAsync("close_connection", pidBefore, "test: recovery");
+        await worker.WaitUntilAsync(() => !worker.Status.IsConnected, "the worker notices the closed connection", TimeSpan.FromSeconds(10));
+        await worker.WaitUntilAsync(() => worker.Status.IsConsuming, "the worker consumes again", TimeSpan.FromSeconds(30));
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("after"), p => p.MessageId = "after");
+
+        Assert.Equal("after", (await broker.GetAsync(options.ResultsQueue, TimeSpan.FromSeconds(30))).BasicProperties.MessageId);
+        Assert.NotEqual(pidBefore, await ConnectionPidAsync(options.ClientName!));
+        Assert.True(worker.Status.IsConnected);
+    }
+
+    [Fact]
+    public async Task ConnectionClosedMidJob_JobStillGetsItsResult()
+    {
+        var options = broker.NewOptions("midjob", o => o.PublishRetries = 6);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handler = new TestJobHandler();
+        handler.Behaviour = async (job, ct) =>
+        {
+            if (handler.Received.Count == 1)
+            {
+                started.TrySetResult();
+                await release.Task.WaitAsync(ct);
+            }
+            return TestJobHandler.Complete(job);
+        };
+        await using var worker = await TestWorker.StartAsync(options, output, handler);
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("mid"), p => p.MessageId = "mid");
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+        await Rabbitmqctl.RunAsync("close_connection", await ConnectionPidAsync(options.ClientName!), "test: mid-job");
+        release.SetResult();
+
+        // The broker requeued the unacked job when the connection closed: it may be finished twice, with the same message_id.
+        Assert.Equal("mid", (await broker.GetAsync(options.ResultsQueue, TimeSpan.FromSeconds(30))).BasicProperties.MessageId);
+        await worker.WaitUntilAsync(() => worker.Status.IsConsuming && worker.Status.InFlight == 0, "the worker is idle again", TimeSpan.FromSeconds(30));
+        await worker.StopAsync();
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
+        Assert.All(worker.Handler.Received, j => Assert.Equal("mid", j.MessageId));
+    }
+
+    [Fact]
+    public async Task ChannelClosedByBroker_ConsumerReopenedAndJobsStillGetResults()
+    {
+        var options = broker.NewOptions("channel");
+        await using var worker = await TestWorker.StartAsync(options, output);
+        var channel = worker.Consumer.ConsumerChannel!;
+
+        // Acking a delivery tag the broker never sent is a channel error (406 PRECONDITION_FAILED): the broker
+        // closes that channel only, as it does on a consumer timeout. Automatic recovery does not re-open it.
+        await channel.BasicAckAsync(424242, multiple: false);
+        await worker.WaitUntilAsync(() => !channel.IsOpen, "the broker closes the channel", TimeSpan.FromSeconds(10));
+        await worker.WaitUntilAsync(() => worker.Status.IsConsuming, "the worker consumes on a new channel", TimeSpan.FromSeconds(30));
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("after-channel"), p => p.MessageId = "after-channel");
+
+        Assert.Equal("after-channel", (await broker.GetAsync(options.ResultsQueue)).BasicProperties.MessageId);
+        Assert.NotSame(channel, worker.Consumer.ConsumerChannel);
+        Assert.True(worker.Status.IsConnected);
+    }
+
+    /// <summary>The broker's pid for the connection named <paramref name="clientName"/>: only the test worker's connection is closed, never another helper's.</summary>
+    private static async Task<string> ConnectionPidAsync(string clientName)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            // Table output: "<pid>\t<client properties>" per line; the JSON formatter prints pids close_connection does not accept.
+            var table = await Rabbitmqctl.RunAsync("list_connections", "-q", "pid", "client_properties");
+            var line = table.Split('\n').FirstOrDefault(l => l.Contains(clientName, StringComparison.Ordinal));
+            if (line is not null)
+                return line.Split('\t')[0].Trim();
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"No broker connection named '{clientName}': {table}");
+            await Task.Delay(500);
+        }
+    }
+}
