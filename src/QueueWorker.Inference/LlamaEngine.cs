@@ -167,7 +167,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
 
         var job = new InferenceJob(request, prompt, deadline, _time.GetTimestamp(), cancellationToken);
         using var registration = cancellationToken.UnsafeRegister(static state => ((InferenceJob)state!).OnCancelled(), job);
-        if (!running.Scheduler.TryEnqueue(job)) throw new OperationCanceledException("The inference engine is stopping.");
+        if (!running.Scheduler.TryEnqueue(job)) throw new OperationCanceledException("The inference engine is stopping or its scheduler failed: the job was not started.");
         return await job.Completion.Task.ConfigureAwait(false);
     }
 

@@ -104,6 +104,8 @@ internal sealed class Scheduler
         }
         finally
         {
+            // Refuse new jobs first, so none can slip in after the last drain and wait forever.
+            _incoming.Writer.TryComplete();
             var unfinished = FailAll(crash);
             foreach (var s in _slots) s.Sampler?.Dispose();
             PublishStats();

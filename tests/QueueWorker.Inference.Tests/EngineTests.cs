@@ -282,6 +282,50 @@ public sealed class EngineLifecycleTests
     }
 
     [Fact]
+    public async Task GenerateAsync_IdleCacheInTheWay_EvictedAndJobCorrect()
+    {
+        await using var engine = await TestModels.StartAsync(TestModels.Options(slots: 2, contextSize: 256, maxTokens: 200, batchSize: 256));
+        await using var reference = await TestModels.StartAsync(TestModels.Options(slots: 1, contextSize: 256, maxTokens: 200, prefixReuse: false, batchSize: 256));
+        var expected = await reference.GenerateAsync(TestModels.Greedy("The dog ran", 200), CancellationToken.None);
+
+        // ~105 cells stay cached in a slot; the next job needs 204 of 256, so the cache must go.
+        await engine.GenerateAsync(TestModels.Greedy(Once, 100), CancellationToken.None);
+        Assert.True(engine.Stats.KvCellsInUse > 100);
+        var result = await engine.GenerateAsync(TestModels.Greedy("The dog ran", 200), CancellationToken.None);
+
+        Assert.Equal(expected.Text, result.Text);
+        Assert.Equal(200, result.CompletionTokens);
+    }
+
+    [Fact]
+    public async Task GenerateAsync_NotEnoughFreeCells_WaitsForRunningJobThenRuns()
+    {
+        await using var engine = await TestModels.StartAsync(TestModels.Options(slots: 2, contextSize: 256, maxTokens: 200, batchSize: 256));
+        // Both callbacks run on the scheduler thread, in order: no synchronisation needed.
+        var aPieces = 0;
+        var aPiecesWhenBStarted = -1;
+        Task<GenerationResult>? b = null;
+        var a = engine.GenerateAsync(TestModels.Greedy(Once, 150) with
+        {
+            OnText = _ =>
+            {
+                aPieces++;
+                // A reserves 155 cells; B needs 105 of the 256: it must wait although slot 1 is free.
+                b ??= engine.GenerateAsync(TestModels.Greedy("The cat", 100) with
+                {
+                    OnText = _ => { if (aPiecesWhenBStarted < 0) aPiecesWhenBStarted = aPieces; },
+                }, CancellationToken.None);
+            },
+        }, CancellationToken.None);
+        var ra = await a;
+        var rb = await b!;
+
+        Assert.Equal(150, ra.CompletionTokens);
+        Assert.Equal(100, rb.CompletionTokens);
+        Assert.Equal(aPieces, aPiecesWhenBStarted);
+    }
+
+    [Fact]
     public async Task StopAsync_JobsInFlight_CancelledAndEngineNotReady()
     {
         var engine = await TestModels.StartAsync(TestModels.Options(slots: 1, contextSize: 512, maxTokens: 400));
