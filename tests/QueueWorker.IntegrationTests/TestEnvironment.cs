@@ -32,7 +32,7 @@ public static class TestEnvironment
     {
         get
         {
-            var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Parent!.Name; // bin/<Configuration>/net10.0/
+            var configuration = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name; // bin/<Configuration>/net10.0/
             var dll = Path.Combine(RepositoryRoot, "src", "QueueWorker", "bin", configuration, "net10.0", "QueueWorker.dll");
             return File.Exists(dll) ? dll : throw new InvalidOperationException($"Worker binary {dll} not found: build the solution first.");
         }

@@ -14,7 +14,7 @@ public class WorkerEndToEndTests(WorkerFixture fixture) : IClassFixture<WorkerFi
     {
         var id = NewId();
         await fixture.Broker.PublishAsync(fixture.JobsQueue,
-            $$"""{"id":"{{id}}","prompt":"Once upon a time","max_tokens":40,"temperature":0,"metadata":{"doc":"d-7"}}""",
+            $$$"""{"id":"{{{id}}}","prompt":"Once upon a time","max_tokens":40,"temperature":0,"metadata":{"doc":"d-7"}}""",
             p => { p.ReplyTo = fixture.ReplyQueue; p.CorrelationId = "corr-" + id; });
 
         var received = await fixture.Replies.WaitForIdAsync(id, Timeout);

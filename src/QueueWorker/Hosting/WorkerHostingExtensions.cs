@@ -16,6 +16,7 @@ public static class WorkerHostingExtensions
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<WorkerIdentity>();
         builder.Services.AddSingleton<WorkerMetrics>();
+        builder.Services.AddHostedService<GaugeCollector>();
         builder.Services.AddSingleton<IJobHandler, JobProcessor>();
 
         // Hold no more jobs than there are slots to start them soon: the rest wait in the broker for other replicas.
@@ -45,8 +46,6 @@ public static class WorkerHostingExtensions
                               : Results.Json(body, HostJsonContext.Default.ReadinessReport, statusCode: StatusCodes.Status503ServiceUnavailable);
         });
         app.MapMetrics("/metrics");
-        // Create the metrics (and their scrape callback) at start, not at the first job.
-        _ = app.Services.GetRequiredService<WorkerMetrics>();
         return app;
     }
 

@@ -5,7 +5,7 @@ using QueueWorker.Messaging;
 
 namespace QueueWorker.Processing;
 
-/// <summary>The worker's Prometheus metrics (prometheus-net). Gauges are read from the engine and broker at scrape time.</summary>
+/// <summary>The worker's job metrics (prometheus-net). Gauges live in <see cref="GaugeCollector"/>.</summary>
 public sealed class WorkerMetrics
 {
     // Buckets for seconds-long CPU jobs: 10 ms .. ~20 min.
@@ -20,7 +20,35 @@ public sealed class WorkerMetrics
     private readonly Histogram _promptTime = Metrics.CreateHistogram("queueworker_prompt_seconds", "Prefill time per job.", new HistogramConfiguration { Buckets = DurationBuckets });
     private readonly Histogram _firstToken = Metrics.CreateHistogram("queueworker_time_to_first_token_seconds", "From the start of work to the first generated token.", new HistogramConfiguration { Buckets = DurationBuckets });
 
-    public WorkerMetrics(IInferenceEngine engine, IBrokerStatus broker, Microsoft.Extensions.Options.IOptions<InferenceOptions> options)
+    public void JobCompleted(JobResult result)
+    {
+        _jobs.WithLabels(JobStatus.Completed, "").Inc();
+        if (result.Usage is { } usage)
+        {
+            _promptTokens.Inc(usage.PromptTokens);
+            _cachedTokens.Inc(usage.CachedTokens);
+            _completionTokens.Inc(usage.CompletionTokens);
+        }
+        if (result.Timings is { } t)
+        {
+            _jobDuration.Observe(t.TotalMs / 1000);
+            _promptTime.Observe(t.PromptMs / 1000);
+            _firstToken.Observe(t.FirstTokenMs / 1000);
+            if (t.QueuedMs is { } queued) _queueWait.Observe(queued / 1000);
+        }
+    }
+
+    public void JobFailed(string code) => _jobs.WithLabels(JobStatus.Failed, code).Inc();
+}
+
+/// <summary>
+/// Gauges read from the engine and the broker link at scrape time. A hosted service rather than part of
+/// <see cref="WorkerMetrics"/>: the consumer depends on the job processor, which records metrics, so
+/// metrics must not depend back on the consumer's status.
+/// </summary>
+public sealed class GaugeCollector(IInferenceEngine engine, IBrokerStatus broker, Microsoft.Extensions.Options.IOptions<InferenceOptions> options) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
     {
         var busy = Metrics.CreateGauge("queueworker_slots_busy", "Slots decoding a job now.");
         var total = Metrics.CreateGauge("queueworker_slots_total", "Slots (sequences) of the engine.");
@@ -43,25 +71,8 @@ public sealed class WorkerMetrics
             consuming.Set(broker.IsConsuming ? 1 : 0);
             ready.Set(engine.IsReady ? 1 : 0);
         });
+        return Task.CompletedTask;
     }
 
-    public void JobCompleted(JobResult result)
-    {
-        _jobs.WithLabels(JobStatus.Completed, "").Inc();
-        if (result.Usage is { } usage)
-        {
-            _promptTokens.Inc(usage.PromptTokens);
-            _cachedTokens.Inc(usage.CachedTokens);
-            _completionTokens.Inc(usage.CompletionTokens);
-        }
-        if (result.Timings is { } t)
-        {
-            _jobDuration.Observe(t.TotalMs / 1000);
-            _promptTime.Observe(t.PromptMs / 1000);
-            _firstToken.Observe(t.FirstTokenMs / 1000);
-            if (t.QueuedMs is { } queued) _queueWait.Observe(queued / 1000);
-        }
-    }
-
-    public void JobFailed(string code) => _jobs.WithLabels(JobStatus.Failed, code).Inc();
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
