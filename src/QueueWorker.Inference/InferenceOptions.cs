@@ -1,3 +1,4 @@
+using QueueWorker.Contracts;
 namespace QueueWorker.Inference;
 
 /// <summary>Configuration section <c>Model</c>.</summary>

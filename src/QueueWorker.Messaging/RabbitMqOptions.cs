@@ -1,3 +1,4 @@
+using QueueWorker.Contracts;
 using System.ComponentModel.DataAnnotations;
 
 namespace QueueWorker.Messaging;
@@ -20,29 +21,29 @@ public sealed class RabbitMqOptions
     public string? DeadLetterQueue { get; set; }
 
     /// <summary>Quorum queue <c>x-delivery-limit</c>: redeliveries before a job is dead-lettered.</summary>
-    [Range(1, 1000)]
+    [ConfigRange(1, 1000)]
     public int DeliveryLimit { get; set; } = 3;
 
     /// <summary>Unacked jobs this worker may hold; 0 = follow <c>Inference:Slots</c>.</summary>
-    [Range(0, 1000)]
+    [ConfigRange(0, 1000)]
     public int Prefetch { get; set; }
 
     /// <summary>Declare queues at startup; off when an operator pre-declares them and the worker's user may not.</summary>
     public bool DeclareTopology { get; set; } = true;
 
     /// <summary>Largest job body handled; larger gets a <c>body_too_large</c> result. Keep the broker's <c>max_message_size</c> below the client's 64 MiB.</summary>
-    [Range(1024, 64 * 1024 * 1024)]
+    [ConfigRange(1024, 64 * 1024 * 1024)]
     public int MaxJobBytes { get; set; } = 1024 * 1024;
 
-    [Range(1, 3600)]
+    [ConfigRange(1, 3600)]
     public int HeartbeatSeconds { get; set; } = 30;
 
     /// <summary>Attempts to publish a result before the job is nacked with requeue.</summary>
-    [Range(1, 100)]
+    [ConfigRange(1, 100)]
     public int PublishRetries { get; set; } = 6;
 
     /// <summary>How long shutdown waits for jobs in flight before requeueing them.</summary>
-    [Range(0, 3600)]
+    [ConfigRange(0, 3600)]
     public int ShutdownGraceSeconds { get; set; } = 30;
 
     /// <summary>Connection name shown by the broker (<c>rabbitmqctl list_connections client_properties</c>); empty = <c>queueworker@{machine}:{pid}</c>. The host sets it to the worker id.</summary>

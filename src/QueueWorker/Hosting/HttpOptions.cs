@@ -1,3 +1,4 @@
+using QueueWorker.Contracts;
 using System.ComponentModel.DataAnnotations;
 
 namespace QueueWorker.Hosting;
@@ -8,7 +9,7 @@ public sealed class HttpOptions
     public const string Section = "Http";
 
     /// <summary>Port of <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c>; 0 turns the endpoint off.</summary>
-    [Range(0, 65535)]
+    [ConfigRange(0, 65535)]
     public int Port { get; set; } = 8080;
 
     /// <summary>Address to listen on: <c>0.0.0.0</c> in a container, <c>127.0.0.1</c> for local-only.</summary>

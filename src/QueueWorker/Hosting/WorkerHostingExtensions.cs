@@ -19,8 +19,7 @@ public static class WorkerHostingExtensions
         builder.Services.AddHostedService<GaugeCollector>();
         builder.Services.AddSingleton<IJobHandler, JobProcessor>();
 
-        // Hold no more jobs than there are slots to start them soon: the rest wait in the broker for other replicas.
-        builder.Services.AddSingleton<IPostConfigureOptions<RabbitMqOptions>, PrefetchFollowsSlots>();
+        builder.Services.AddSingleton<IPostConfigureOptions<RabbitMqOptions>, RabbitMqFromWorker>();
         return builder;
     }
 
@@ -49,11 +48,15 @@ public static class WorkerHostingExtensions
         return app;
     }
 
-    private sealed class PrefetchFollowsSlots(IOptions<InferenceOptions> inference) : IPostConfigureOptions<RabbitMqOptions>
+    /// <summary>What the broker side takes from the rest of the worker.</summary>
+    private sealed class RabbitMqFromWorker(IOptions<InferenceOptions> inference, WorkerIdentity identity) : IPostConfigureOptions<RabbitMqOptions>
     {
         public void PostConfigure(string? name, RabbitMqOptions options)
         {
+            // Hold no more jobs than there are slots to start them soon: the rest wait in the broker for other replicas.
             if (options.Prefetch == 0) options.Prefetch = inference.Value.Slots;
+            // The broker lists the connection under the id that results carry.
+            if (string.IsNullOrWhiteSpace(options.ClientName)) options.ClientName = "queueworker@" + identity.Id;
         }
     }
 }
