@@ -55,7 +55,7 @@ public sealed class TestWorker : IAsyncDisposable
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(ToConfiguration(options));
-        builder.Logging.SetMinimumLevel(LogLevel.Debug);
+        builder.Logging.SetMinimumLevel(output is null ? LogLevel.Warning : LogLevel.Debug);
         if (output is not null)
             builder.Logging.AddProvider(new TestOutputLoggerProvider(output));
         if (logSink is not null)
