@@ -213,6 +213,10 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             // Already signalled.
         }
+        catch (ObjectDisposedException)
+        {
+            // A late channel event after the service is gone.
+        }
     }
 
     /// <summary>Called by the client's dispatcher: copies the delivery and starts its job as a task of its own.</summary>
