@@ -10,6 +10,10 @@ namespace QueueWorker.Messaging;
 /// <summary>
 /// Consumes the jobs queue and runs each job through <see cref="IJobHandler"/>: manual acks, prefetch = concurrent
 /// handlers, the result published with confirms before the ack, a nack with requeue whenever a job cannot be finished.
+/// Each job runs as its own task, outside the client's consumer dispatcher: when the broker closes a channel the
+/// client waits for that dispatcher's running callbacks inside its frame-reading loop, so a job running there would
+/// stall the whole connection (confirms, channel opens, recovery) until it ended. The broker's prefetch bounds how
+/// many jobs run at once.
 /// It never crashes on broker trouble: the first connect is retried, connection loss is recovered by the client, and a
 /// channel the broker closes (e.g. consumer timeout) or a consumer it cancels is re-opened here.
 /// <para>
@@ -164,10 +168,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         if (old is not null)
             await DisposeChannelAsync(old).ConfigureAwait(false);
 
-        // Dispatch concurrency = prefetch: every delivery the broker lets us hold runs its handler at once.
-        var channel = await connection.CreateChannelAsync(new CreateChannelOptions(
-            publisherConfirmationsEnabled: false, publisherConfirmationTrackingEnabled: false,
-            consumerDispatchConcurrency: prefetch), cancellationToken).ConfigureAwait(false);
+        var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
         try
         {
             channel.ChannelShutdownAsync += OnChannelShutdownAsync;
@@ -212,12 +213,24 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             // Already signalled.
         }
+        catch (ObjectDisposedException)
+        {
+            // A late channel event after the service is gone.
+        }
     }
 
-    private async Task OnReceivedAsync(IChannel channel, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
+    /// <summary>Called by the client's dispatcher: copies the delivery and starts its job as a task of its own.</summary>
+    private void OnDelivery(IChannel channel, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
     {
         Interlocked.Increment(ref _inFlight);
-        var messageId = properties.MessageId;
+        // Map now: the client reuses the body's buffer once this callback returns.
+        var job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
+        _ = Task.Run(() => ProcessAsync(channel, deliveryTag, job));
+    }
+
+    private async Task ProcessAsync(IChannel channel, ulong deliveryTag, IncomingJob job)
+    {
+        var messageId = job.MessageId;
         try
         {
             if (_stopping)
@@ -226,7 +239,6 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
                 await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
                 return;
             }
-            var job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
             Log.JobReceived(_logger, messageId, job.DeliveryCount, job.Redelivered, job.Body.Length);
 
             JobResult result;
@@ -375,8 +387,11 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         public bool CancelledByBroker => _cancelledByBroker;
 
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange,
-            string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default) =>
-            owner.OnReceivedAsync(Channel, deliveryTag, redelivered, properties, body);
+            string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
+        {
+            owner.OnDelivery(Channel, deliveryTag, redelivered, properties, body);
+            return Task.CompletedTask;
+        }
 
         public override async Task HandleBasicCancelAsync(string consumerTag, CancellationToken cancellationToken = default)
         {

@@ -21,7 +21,8 @@ public sealed class RabbitMqFixture : IAsyncLifetime, IAsyncDisposable
     {
     }
 
-    public RabbitMqFixture(string uri) => Uri = uri;
+    // For a broker of a test's own (xunit wants one public constructor on a fixture).
+    internal RabbitMqFixture(string uri) => Uri = uri;
 
     public string Uri { get; }
 

@@ -89,6 +89,43 @@ public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper outp
         Assert.True(worker.Status.IsConnected);
     }
 
+    [Fact]
+    public async Task ChannelClosedByBrokerMidJob_ResubscribesAtOnceAndTheRequeuedJobIsDone()
+    {
+        // What a consumer timeout does: the broker closes the channel and requeues the unacked job while its handler still runs.
+        var options = broker.NewOptions("timeout-like");
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handler = new TestJobHandler();
+        handler.Behaviour = async (job, ct) =>
+        {
+            if (handler.Received.Count == 1)
+            {
+                started.TrySetResult();
+                await release.Task.WaitAsync(ct);
+            }
+            return TestJobHandler.Complete(job);
+        };
+        await using var worker = await TestWorker.StartAsync(options, output, handler);
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("slow"), p => p.MessageId = "slow");
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var channel = worker.Consumer.ConsumerChannel!;
+
+        await channel.BasicAckAsync(424242, multiple: false);
+
+        // The stuck first handler must not hold up the new subscription: the redelivered job is done meanwhile.
+        var result = await broker.GetAsync(options.ResultsQueue, TimeSpan.FromSeconds(20));
+        Assert.Equal("slow", result.BasicProperties.MessageId);
+        Assert.False(release.Task.IsCompleted);
+        Assert.True(worker.Handler.Received.Last().Redelivered);
+        release.SetResult();
+        // The first handler's result is published too (same message_id, a duplicate); its ack is skipped on the closed channel.
+        Assert.Equal("slow", (await broker.GetAsync(options.ResultsQueue, TimeSpan.FromSeconds(20))).BasicProperties.MessageId);
+        await worker.WaitUntilAsync(() => worker.Status.InFlight == 0, "both handlers settled");
+        await worker.StopAsync();
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
+    }
+
     /// <summary>The broker's pid for the connection named <paramref name="clientName"/>: only the test worker's connection is closed, never another helper's.</summary>
     private static async Task<string> ConnectionPidAsync(string clientName)
     {

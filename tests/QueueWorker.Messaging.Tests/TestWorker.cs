@@ -51,13 +51,15 @@ public sealed class TestWorker : IAsyncDisposable
 
     public JobConsumerService Consumer => _host.Services.GetRequiredService<JobConsumerService>();
 
-    public static IHost Build(RabbitMqOptions options, IJobHandler handler, ITestOutputHelper? output)
+    public static IHost Build(RabbitMqOptions options, IJobHandler handler, ITestOutputHelper? output, ConcurrentQueue<(LogLevel Level, int EventId, string Message)>? logSink = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(ToConfiguration(options));
-        builder.Logging.SetMinimumLevel(LogLevel.Debug);
+        builder.Logging.SetMinimumLevel(output is null ? LogLevel.Warning : LogLevel.Debug);
         if (output is not null)
             builder.Logging.AddProvider(new TestOutputLoggerProvider(output));
+        if (logSink is not null)
+            builder.Logging.AddProvider(new SinkLoggerProvider(logSink));
         builder.Services.AddSingleton(handler);
         builder.AddMessaging();
         return builder.Build();
@@ -66,13 +68,19 @@ public sealed class TestWorker : IAsyncDisposable
     /// <summary>Starts a worker and waits until it consumes (fails after 20 s).</summary>
     public static async Task<TestWorker> StartAsync(RabbitMqOptions options, ITestOutputHelper output, TestJobHandler? handler = null)
     {
-        handler ??= new TestJobHandler();
-        var host = Build(options, handler, output);
-        var worker = new TestWorker(host, handler);
-        await host.StartAsync();
+        var worker = Create(options, output, handler);
+        await worker.StartHostAsync();
         await worker.WaitUntilAsync(() => worker.Status.IsConsuming, "the worker consumes");
         return worker;
     }
+
+    public static TestWorker Create(RabbitMqOptions options, ITestOutputHelper output, TestJobHandler? handler = null)
+    {
+        handler ??= new TestJobHandler();
+        return new TestWorker(Build(options, handler, output), handler);
+    }
+
+    public Task StartHostAsync() => _host.StartAsync();
 
     public async Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan? timeout = null)
     {
@@ -147,5 +155,25 @@ public sealed class TestOutputLoggerProvider(ITestOutputHelper output) : ILogger
                 // The test has finished: its output is closed.
             }
         }
+    }
+}
+
+/// <summary>Keeps log entries for assertions.</summary>
+public sealed class SinkLoggerProvider(ConcurrentQueue<(LogLevel Level, int EventId, string Message)> sink) : ILoggerProvider
+{
+    public ILogger CreateLogger(string categoryName) => new SinkLogger(sink);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class SinkLogger(ConcurrentQueue<(LogLevel Level, int EventId, string Message)> sink) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            sink.Enqueue((logLevel, eventId.Id, formatter(state, exception)));
     }
 }

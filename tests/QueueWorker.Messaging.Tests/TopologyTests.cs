@@ -4,7 +4,7 @@ using RabbitMQ.Client;
 namespace QueueWorker.Messaging.Tests;
 
 [Collection(RabbitMqCollection.Name)]
-public sealed class TopologyTests(RabbitMqFixture broker)
+public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     [Fact]
     public async Task DeclareAsync_Twice_IsIdempotentAndQueuesExist()
@@ -49,6 +49,59 @@ public sealed class TopologyTests(RabbitMqFixture broker)
         Assert.Contains("RabbitMq:DeclareTopology=false", ex.Message);
         // The shared connection survives: a 406 closes only the declaring channel.
         Assert.True(broker.Connection.IsOpen);
+    }
+
+    [Fact]
+    public async Task Worker_JobsQueueWithOtherSettings_LogsOneClearLineAndStopsTheHost()
+    {
+        var options = broker.NewOptions("worker-mismatch");
+        await broker.DeclareClassicQueueAsync(options.JobsQueue);
+        var logs = new System.Collections.Concurrent.ConcurrentQueue<(Microsoft.Extensions.Logging.LogLevel Level, int EventId, string Message)>();
+        using var host = TestWorker.Build(options, new TestJobHandler(), output, logs);
+        var lifetime = (Microsoft.Extensions.Hosting.IHostApplicationLifetime)host.Services.GetService(typeof(Microsoft.Extensions.Hosting.IHostApplicationLifetime))!;
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+
+        try
+        {
+            await host.StartAsync();
+            await stopping.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+            var critical = Assert.Single(logs, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Critical);
+            Assert.Equal(2011, critical.EventId);
+            Assert.Contains($"Queue '{options.JobsQueue}' already exists with other settings", critical.Message);
+            Assert.Contains("x-queue-type", critical.Message);
+            Assert.Equal(1, Environment.ExitCode);
+        }
+        finally
+        {
+            Environment.ExitCode = 0; // the test process's own exit code is not the worker's
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            await host.StopAsync(timeout.Token);
+        }
+    }
+
+    [Fact]
+    public async Task Worker_DeclareTopologyOffAndQueueMissing_WaitsThenConsumesOnceDeclared()
+    {
+        var options = broker.NewOptions("late-queue", o => o.DeclareTopology = false);
+        await using var worker = await StartWithoutWaitingAsync(options);
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        Assert.True(worker.Status.IsConnected);
+        Assert.False(worker.Status.IsConsuming);
+
+        await Topology.DeclareAsync(broker.Connection, options, CancellationToken.None);
+        await worker.WaitUntilAsync(() => worker.Status.IsConsuming, "the worker consumes the queue an operator declared", TimeSpan.FromSeconds(30));
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("late"), p => p.MessageId = "late");
+
+        Assert.Equal("late", (await broker.GetAsync(options.ResultsQueue)).BasicProperties.MessageId);
+    }
+
+    private async Task<TestWorker> StartWithoutWaitingAsync(RabbitMqOptions options)
+    {
+        var worker = TestWorker.Create(options, output);
+        await worker.StartHostAsync();
+        return worker;
     }
 
     [Fact]
