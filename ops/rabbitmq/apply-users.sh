@@ -18,8 +18,8 @@
 #   QW_WORKER_PASSWORD, QW_PRODUCER_PASSWORD, QW_KEDA_PASSWORD
 #                                          default to the EXAMPLE passwords of definitions.json
 #                                          (ChangeMe...): replace them on any broker but a throwaway one.
-# rabbitmqctl takes passwords as arguments (briefly visible in `ps` on this host); on shared hosts
-# prefer importing definitions.json with hashes made by hash-password.sh.
+# Passwords never reach a command line: they are hashed here (hash-password.sh) and the users and
+# permissions imported in one `rabbitmqctl import_definitions` (which creates or updates them).
 set -euo pipefail
 
 node=${RABBITMQ_NODENAME:-rabbit@localhost}
@@ -41,37 +41,52 @@ ctl() { rabbitmqctl -n "$node" -s "$@"; }
 
 # A queue name as a literal inside a permission regex (names may hold '.', '-', '+', ...).
 re_escape() { printf '%s' "$1" | sed -e 's/[][\.|$(){}?+*^\\]/\\&/g'; }
+# A string as a JSON string literal.
+json() { printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"; }
+password_hash() { printf '%s' "$1" | "$(dirname "$0")/hash-password.sh"; }
 
-if ! ctl await_startup >/dev/null 2>&1; then
+if ! ctl await_startup --timeout 20 >/dev/null 2>&1; then
   echo "apply-users.sh: RabbitMQ node $node is not running (see ops/rabbitmq/start-local.sh)" >&2
   exit 1
 fi
 
-if ! ctl list_vhosts name | grep -qxF -- "$vhost"; then
-  ctl add_vhost "$vhost"
-fi
-
-ensure_user() { # name password tags...
-  local name=$1 password=$2
-  shift 2
-  if ctl list_users | cut -f1 | grep -qxF -- "$name"; then
-    ctl change_password "$name" "$password"
-  else
-    ctl add_user "$name" "$password"
-  fi
-  ctl set_user_tags "$name" "$@"
+j=$(re_escape "$jobs"); r=$(re_escape "$results"); d=$(re_escape "$dlq")
+user() { # name password tags-json
+  printf '{"name":%s,"password_hash":"%s","hashing_algorithm":"rabbit_password_hashing_sha256","tags":%s,"limits":{}}' \
+    "$(json "$1")" "$(password_hash "$2")" "$3"
+}
+permission() { # user configure write read
+  printf '{"user":%s,"vhost":%s,"configure":%s,"write":%s,"read":%s}' \
+    "$(json "$1")" "$(json "$vhost")" "$(json "$2")" "$(json "$3")" "$(json "$4")"
 }
 
-j=$(re_escape "$jobs"); r=$(re_escape "$results"); d=$(re_escape "$dlq")
+worker_user=$(user "$prefix-worker" "$worker_password" '[]')
+producer_user=$(user "$prefix-producer" "$producer_password" '[]')
+keda_user=$(user "$prefix-keda" "$keda_password" '["management"]')
+worker_permission=$(permission "$prefix-worker" "^($j|$d|$r)\$" '^amq\.default$' "^$j\$")
+producer_permission=$(permission "$prefix-producer" '^amq\.gen-.*$' '^amq\.default$' "^($r|amq\\.gen-.*)\$")
+keda_permission=$(permission "$prefix-keda" '^$' '^$' '^$')
+definitions=$(printf '{"vhosts":[{"name":%s}],"users":[%s,%s,%s],"permissions":[%s,%s,%s]}' \
+  "$(json "$vhost")" "$worker_user" "$producer_user" "$keda_user" \
+  "$worker_permission" "$producer_permission" "$keda_permission")
 
-ensure_user "$prefix-worker" "$worker_password"
-ctl set_permissions -p "$vhost" "$prefix-worker" "^($j|$d|$r)\$" '^amq\.default$' "^$j\$"
-
-ensure_user "$prefix-producer" "$producer_password"
-ctl set_permissions -p "$vhost" "$prefix-producer" '^amq\.gen-.*$' '^amq\.default$' "^($r|amq\\.gen-.*)\$"
-
-ensure_user "$prefix-keda" "$keda_password" management
-ctl set_permissions -p "$vhost" "$prefix-keda" '^$' '^$' '^$'
+# From standard input (no file argument; 3.10 does not take "-"): the CLI sends it to the node, whereas
+# a file path would be read by the broker's own user. The import runs asynchronously: wait for it.
+printf '%s\n' "$definitions" | ctl import_definitions >/dev/null
+expected=$(printf '%s\t%s\t%s\t%s\n' \
+  "$prefix-keda" '^$' '^$' '^$' \
+  "$prefix-producer" '^amq\.gen-.*$' '^amq\.default$' "^($r|amq\\.gen-.*)\$" \
+  "$prefix-worker" "^($j|$d|$r)\$" '^amq\.default$' "^$j\$")
+for _ in $(seq 1 60); do
+  applied=$(ctl list_permissions -p "$vhost" 2>/dev/null | grep -F -x -c -f <(printf '%s\n' "$expected") || true)
+  [ "$applied" = 3 ] && break
+  sleep 0.5
+done
+if [ "$applied" != 3 ]; then
+  echo "apply-users.sh: the broker did not show the permissions 30 s after the import; rabbitmqctl list_permissions -p '$vhost' says:" >&2
+  ctl list_permissions -p "$vhost" >&2 || true
+  exit 1
+fi
 
 echo "apply-users.sh: users $prefix-worker, $prefix-producer, $prefix-keda set on vhost '$vhost' of $node (queues $jobs, $results, $dlq)"
 if [ "$example_passwords" = 1 ]; then
