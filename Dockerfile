@@ -12,20 +12,15 @@ FROM --platform=$BUILDPLATFORM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 ARG TARGETARCH
 WORKDIR /src
 
-# Restore first, from the project files only, so a source change does not re-download packages.
-COPY global.json Directory.Build.props Directory.Packages.props ./
-COPY src/QueueWorker.Contracts/QueueWorker.Contracts.csproj src/QueueWorker.Contracts/
-COPY src/QueueWorker.Inference/QueueWorker.Inference.csproj src/QueueWorker.Inference/
-COPY src/QueueWorker.Messaging/QueueWorker.Messaging.csproj src/QueueWorker.Messaging/
-COPY src/QueueWorker/QueueWorker.csproj src/QueueWorker/
-RUN dotnet restore src/QueueWorker/QueueWorker.csproj -a "$TARGETARCH" -p:UseAppHost=false
-
-COPY appsettings.json ./
+COPY global.json Directory.Build.props Directory.Packages.props appsettings.json ./
 COPY src/ src/
+# Restore and publish in one step (robust to projects being added); the package cache survives
+# between builds in a BuildKit cache mount instead of an image layer.
 # -a <arch> publishes only that architecture's native llama.cpp builds, kept where LLamaSharp looks
 # for them (runtimes/linux-<arch>/native/<avx level>/); fail here rather than at model load.
-RUN dotnet publish src/QueueWorker/QueueWorker.csproj -c Release -a "$TARGETARCH" --self-contained false -p:UseAppHost=false \
-        --no-restore -o /app \
+RUN --mount=type=cache,id=queueworker-nuget,target=/root/.nuget/packages \
+    dotnet publish src/QueueWorker/QueueWorker.csproj -c Release -a "$TARGETARCH" --self-contained false \
+        -p:UseAppHost=false -o /app \
     && { find /app/runtimes -name libllama.so | grep -q . \
          || { echo "publish output lacks runtimes/*/native/**/libllama.so (LLamaSharp.Backend.Cpu)" >&2; exit 1; }; }
 
