@@ -17,7 +17,7 @@ done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-dotnet test QueueWorker.sln -c "${CONFIGURATION:-Release}" --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log" || status=$?
+dotnet test QueueWorker.sln -c "${CONFIGURATION:-Release}" "$@" 2>&1 | tee "$log" || status=$?
 
 # One summary line over all test projects ("N passed, N failed, N skipped"), for people and CI alike.
 awk '/^(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { gsub(",", "", $(i+1)); if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
