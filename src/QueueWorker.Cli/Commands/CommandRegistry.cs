@@ -14,5 +14,8 @@ internal static class CommandRegistry
             model.AddCommand<ModelSynthCommand>("synth").WithDescription(ModelSynthCommand.Description)
                 .WithExample("model", "synth", "--preset", "tinyllama-1.1b", "--quant", "q4_0", "--out", "models/tinyllama-synth-q4_0.gguf");
         });
+        config.AddCommand<BenchCommand>("bench").WithDescription(BenchCommand.Description)
+            .WithExample("bench", "--quick", "--out", "bench-results")
+            .WithExample("bench", "--model", "my-model.gguf", "--sections", "threads,batch");
     }
 }

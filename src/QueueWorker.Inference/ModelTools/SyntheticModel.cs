@@ -82,6 +82,25 @@ public static class SyntheticModel
         }
     }
 
+    /// <summary>
+    /// Quantizes <paramref name="source"/> into <paramref name="destination"/> (written under a temporary name,
+    /// then moved, so an interrupted run never leaves a half file under the final name).
+    /// </summary>
+    public static async Task QuantizeFileAsync(string source, string destination, QuantType quant, int threads, CancellationToken cancellationToken)
+    {
+        var partial = destination + ".partial";
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await Task.Run(() => Quantize(source, partial, quant, threads > 0 ? threads : Environment.ProcessorCount), cancellationToken).ConfigureAwait(false);
+            File.Move(partial, destination, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(partial);
+        }
+    }
+
     /// <summary>Quantizes a GGUF with llama.cpp's quantizer (output tensor included, as llama-quantize does).</summary>
     public static void Quantize(string source, string destination, QuantType quant, int threads)
     {
