@@ -1,4 +1,5 @@
 using QueueWorker.Cli.Bench;
+using QueueWorker.Inference;
 using QueueWorker.Inference.ModelTools;
 
 namespace QueueWorker.Bench.Tests;
@@ -20,12 +21,37 @@ public sealed class BenchRunnerTests(MicroModelFixture micro) : IClassFixture<Mi
             Task.FromResult(quant.IsF16 ? micro.F16Path : quant.Name == "q4_0" ? micro.Q40Path : throw new InvalidOperationException($"no {quant.Name} in this test"));
     }
 
+    /// <summary>
+    /// Stands in for the worker's engine (not on this branch) to check EngineBatchRunner's accounting only:
+    /// every job takes 20 ms and generates its max_tokens.
+    /// </summary>
+    private sealed class FixedDelayEngine : IInferenceEngine
+    {
+        public List<GenerationRequest> Requests { get; } = [];
+        public EngineInfo? Info => null;
+        public bool IsReady => true;
+        public EngineStats Stats { get; } = new();
+
+        public async Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken)
+        {
+            lock (Requests)
+            {
+                Requests.Add(request);
+            }
+
+            await Task.Delay(20, cancellationToken);
+            return new GenerationResult { Text = "x", FinishReason = "length", PromptTokens = 15, CompletionTokens = request.MaxTokens };
+        }
+    }
+
     [Fact]
     public async Task RunAsync_EverySection_MeasuresEveryConfiguration()
     {
         var plan = new BenchPlan(true, 1, 2, new JobShape(16, 4), 2, 2048, BenchRunner.AllSections, ["q4_0", "f16", "q8_0"], [1, 2, 4], 1);
         var progress = new Recorder();
-        var sections = await new BenchRunner(plan, micro.Q40Path, new FixtureModels(micro), progress).RunAsync(CancellationToken.None);
+        var engine = new FixedDelayEngine();
+        var sections = await new BenchRunner(plan, micro.Q40Path, new FixtureModels(micro), progress,
+            [(model, _) => Task.FromResult<IBatchRunner>(new EngineBatchRunner(engine, model, "engine", maxJobs: 2))]).RunAsync(CancellationToken.None);
 
         Assert.Equal([BenchRunner.Context, BenchRunner.Threads, BenchRunner.Mmap, BenchRunner.Quant, BenchRunner.Batch], sections.Select(s => s.Id));
         Assert.Equal(["2048", "512", "dynamic (256)"], sections[0].Configs.Select(c => c.Name));
@@ -35,7 +61,19 @@ public sealed class BenchRunnerTests(MicroModelFixture micro) : IClassFixture<Mi
         Assert.Equal(["mmap on", "mmap off"], sections[2].Configs.Select(c => c.Name));
         Assert.Equal(["q4_0", "f16"], sections[3].Configs.Select(c => c.Name));
         Assert.Contains(sections[3].Notes, n => n.StartsWith("q8_0: no model file", StringComparison.Ordinal));
-        Assert.Equal(["1 job", "2 jobs", "4 jobs"], sections[4].Configs.Select(c => c.Name));
+        Assert.Equal(["1 job · raw LLamaSharp batched decode", "2 jobs · raw LLamaSharp batched decode", "4 jobs · raw LLamaSharp batched decode",
+            "1 job · engine", "2 jobs · engine"], sections[4].Configs.Select(c => c.Name));
+
+        // The engine got greedy jobs with real prompt text and max_tokens = the job's generated tokens.
+        Assert.Equal((1 + 2) * (1 + 2), engine.Requests.Count);
+        Assert.All(engine.Requests, r => Assert.True(r.Prompt!.Length > 20 && r.MaxTokens == 4 && r.Sampling.Temperature == 0));
+        var engine2 = sections[4].Configs[4].Metrics;
+        Assert.InRange(engine2[Metrics.JobMs].Median, 20, 2000);
+        Assert.False(engine2.ContainsKey(Metrics.PrefillTps));
+
+        // Verdicts judge the raw runner only.
+        var batching = SeedClaims.Evaluate(sections, new BackendInfo("", "", "", [], false, "")).Single(v => v.Id == "batching");
+        Assert.Contains("4 jobs · raw", batching.Claim);
 
         foreach (var config in sections.SelectMany(s => s.Configs))
         {

@@ -21,7 +21,14 @@ public interface IBenchProgress
 /// configuration gets its warm-up, then repetitions go round-robin over the configurations (rotated each
 /// round) so slow drifts of a shared machine hit all of them alike. Reports medians with min–max.
 /// </summary>
-public sealed class BenchRunner(BenchPlan plan, string mainModel, IModelProvider models, IBenchProgress progress)
+/// <param name="extraBatchRunners">More ways to run the batching section beside raw LLamaSharp, e.g. the worker's
+/// engine through <see cref="EngineBatchRunner"/>; each is made once from the loaded model.</param>
+public sealed class BenchRunner(
+    BenchPlan plan,
+    string mainModel,
+    IModelProvider models,
+    IBenchProgress progress,
+    IReadOnlyList<Func<BenchModel, CancellationToken, Task<IBatchRunner>>>? extraBatchRunners = null)
 {
     public const string Context = "context";
     public const string Threads = "threads";
@@ -254,14 +261,22 @@ public sealed class BenchRunner(BenchPlan plan, string mainModel, IModelProvider
     {
         using var model = await BenchModel.LoadAsync(mainModel, mmap: true, ct);
         var max = plan.BatchJobs.Max();
-        using IBatchRunner runner = new RawBatchRunner(model, max, plan.Job, plan.AllThreads);
-        var configs = plan.BatchJobs.Select(n => ($"{n} job{(n == 1 ? "" : "s")}", n)).ToList();
-        progress.BeginSection("batching", Steps(configs.Count));
+        var runners = new List<IBatchRunner> { new RawBatchRunner(model, max, plan.Job, plan.AllThreads) };
         try
         {
-            var samples = await InterleaveAsync(configs, async (n, rep) =>
+            foreach (var make in extraBatchRunners ?? [])
             {
-                var r = await runner.RunAsync(n, plan.Job, rep, ct);
+                runners.Add(await make(model, ct));
+            }
+
+            var configs = runners
+                .SelectMany(r => plan.BatchJobs.Where(n => n <= r.MaxJobs).Select(n =>
+                    (Name: $"{n} job{(n == 1 ? "" : "s")}" + (runners.Count > 1 ? $" · {r.Name}" : ""), Item: (Runner: r, Jobs: n))))
+                .ToList();
+            progress.BeginSection("batching", Steps(configs.Count));
+            var samples = await InterleaveAsync(configs, async (item, rep) =>
+            {
+                var r = await item.Runner.RunAsync(item.Jobs, plan.Job, rep, ct);
                 var m = new List<(string, double)>
                 {
                     (Metrics.AggregateTps, r.AggregateTps),
@@ -274,24 +289,30 @@ public sealed class BenchRunner(BenchPlan plan, string mainModel, IModelProvider
 
                 if (r.PrefillMs is { } p)
                 {
-                    m.Add((Metrics.PrefillTps, n * r.PromptTokensPerJob / (p / 1000)));
+                    m.Add((Metrics.PrefillTps, item.Jobs * r.PromptTokensPerJob / (p / 1000)));
                 }
 
                 return m;
             }, ct);
-            var results = configs.Select(c => new ConfigResult(c.Item1, samples[c.Item1].Summarize(), new Dictionary<string, string>
+            var results = configs.Select(c => new ConfigResult(c.Name, samples[c.Name].Summarize(), new Dictionary<string, string>
             {
-                ["runner"] = runner.Name,
+                ["runner"] = c.Item.Runner.Name,
             })).ToList();
             var notes = new List<string>
             {
-                $"n jobs of {Describe(plan.Job)} start together as n sequences of one context (unified KV cache); aggregate tok/s = generated tokens of all jobs / wall time.",
-                "Measured with " + runner.Name + ". The worker's own scheduler (IInferenceEngine, continuous batching) is measured by the same section once it is wired in (IBatchRunner).",
+                $"n jobs of {Describe(plan.Job)} start together; aggregate tok/s = generated tokens of all jobs / wall time; job latency = each job's own wall time (median over the jobs).",
+                $"{runners[0].Name}: n sequences of one context (unified KV cache), one decode per step for all of them.",
             };
+            if (runners.Count == 1)
+            {
+                notes.Add("The worker's own scheduler (IInferenceEngine, continuous batching) is not in this run: it is measured by the same section through EngineBatchRunner once an engine is passed to BenchRunner.");
+            }
+
             return new SectionResult(Batch, "Batching (concurrent jobs in one context)", $"{plan.AllThreads} threads", results, notes);
         }
         finally
         {
+            runners.ForEach(r => r.Dispose());
             progress.EndSection();
         }
     }

@@ -74,6 +74,24 @@ public sealed class BenchModel : IDisposable
         return tokens;
     }
 
+    /// <summary>The text of <see cref="Prompt"/> without BOS, for engines that take strings (re-tokenized, it is about n tokens).</summary>
+    public string PromptText(int n, int variant)
+    {
+        var tokens = Prompt(n, variant);
+        var decoder = Encoding.UTF8.GetDecoder();
+        var text = new StringBuilder();
+        var bytes = new byte[64];
+        var chars = new char[128];
+        foreach (var token in tokens.Skip(1))
+        {
+            var len = (int)Weights.NativeHandle.TokenToSpan(token, bytes, 0, false);
+            var count = decoder.GetChars(bytes, 0, Math.Min(len, bytes.Length), chars, 0, flush: false);
+            text.Append(chars, 0, count);
+        }
+
+        return text.ToString();
+    }
+
     public void Dispose() => Weights.Dispose();
 }
 

@@ -62,7 +62,7 @@ public static class ReportWriter
         }
 
         L();
-        L("A change is a speed-up: +100% = twice as fast, −50% = half as fast. \"ranges overlap\" = the min–max ranges of the two configurations overlap, so a small difference may be noise.");
+        L("A change is a speed-up: +100% = twice as fast, −50% = half as fast. \"ranges overlap\" = the min–max ranges of the two configurations overlap: the difference may be noise, and the verdict is \"inconclusive\" unless it is under 5% (rerun on a quiet machine, or with more --reps).");
         L();
         if (chartWritten)
         {

@@ -15,7 +15,7 @@ public static class SeedClaims
     public static double Change(Stat baseline, Stat candidate, bool higherIsBetter) =>
         higherIsBetter ? (candidate.Median / baseline.Median - 1) * 100 : (baseline.Median / candidate.Median - 1) * 100;
 
-    public const string Inconclusive = "? inconclusive: the min–max ranges overlap (rerun on a quiet machine)";
+    public const string Inconclusive = "? inconclusive: ranges overlap";
 
     /// <summary>Verdict on a predicted speed-up range [low, high] in percent given the measured change.</summary>
     public static string Judge(double measured, double low, double high, bool overlaps)
@@ -119,11 +119,11 @@ public static class SeedClaims
             backend.BlasLoaded ? "? a BLAS library is loaded: compare builds to judge" : "✗ not applicable: no BLAS in the path; nothing to swap",
             200, 300, null));
 
-        if (S(BenchRunner.Batch) is { } batch && batch.Configs.Count > 1)
+        if (S(BenchRunner.Batch) is { } batchSection && RawBatch(batchSection) is { Count: > 1 } batch)
         {
-            var one = batch.Configs[0];
-            var four = batch.Configs.FirstOrDefault(c => c.Name.StartsWith("4 ", StringComparison.Ordinal)) ?? batch.Configs[^1];
-            var most = batch.Configs[^1];
+            var one = batch[0];
+            var four = batch.FirstOrDefault(c => c.Name.StartsWith("4 ", StringComparison.Ordinal)) ?? batch[^1];
+            var most = batch[^1];
             verdicts.Add(Compare("batching", $"Batching concurrent requests ({four.Name} vs 1)", "10–20% better throughput", 10, 20,
                 one, four, Metrics.AggregateTps, one.Name, four.Name,
                 $"{most.Name}: {Tps(most, Metrics.AggregateTps)}; per-job latency {Ms(one, Metrics.JobMs)} → {Ms(four, Metrics.JobMs)} ({four.Name})"));
@@ -171,15 +171,22 @@ public static class SeedClaims
                        "; weigh quality separately (a synthetic model's weights are random, so its run says nothing about quality).");
         }
 
-        if (S(BenchRunner.Batch) is { } b && b.Configs.Count > 1)
+        if (S(BenchRunner.Batch) is { } bs && RawBatch(bs) is { Count: > 1 } b)
         {
-            var one = b.Configs[0].Metrics[Metrics.AggregateTps].Median;
-            var best = b.Configs.MaxBy(x => x.Metrics[Metrics.AggregateTps].Median)!;
+            var one = b[0].Metrics[Metrics.AggregateTps].Median;
+            var best = b.MaxBy(x => x.Metrics[Metrics.AggregateTps].Median)!;
             advice.Add($"`Inference:Slots`: {best.Name} in one context gave {best.Metrics[Metrics.AggregateTps].Median / one:F1}× the tokens/s of one job alone; " +
                        "more slots raise throughput and each job's latency together (see the batching table).");
         }
 
         return advice;
+    }
+
+    /// <summary>The batching configurations of the first runner (raw LLamaSharp); other runners are shown, not judged.</summary>
+    private static List<ConfigResult> RawBatch(SectionResult batch)
+    {
+        var runner = batch.Configs.FirstOrDefault()?.Details.GetValueOrDefault("runner");
+        return batch.Configs.Where(c => c.Details.GetValueOrDefault("runner") == runner).ToList();
     }
 
     /// <summary>The speed-up when it is clear of noise, else 0 (recommendations never follow noise).</summary>
