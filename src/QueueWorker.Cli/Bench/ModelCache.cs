@@ -17,6 +17,9 @@ public sealed class ModelCache(
     Func<SynthesisOptions, CancellationToken, Task<SynthesisResult>> synthesize,
     Action<string> log) : IModelProvider
 {
+    // A format that failed once (e.g. rows not a multiple of its block size) is not tried again in this run.
+    private readonly Dictionary<string, InvalidOperationException> _failed = [];
+
     public static string DefaultDirectory()
     {
         var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
@@ -36,6 +39,11 @@ public sealed class ModelCache(
             return path;
         }
 
+        if (_failed.TryGetValue(quant.Name, out var failure))
+        {
+            throw failure;
+        }
+
         Directory.CreateDirectory(directory);
         if (preset is null)
         {
@@ -46,7 +54,7 @@ public sealed class ModelCache(
             }
             catch (InvalidOperationException e)
             {
-                throw new InvalidOperationException($"{sourceModel} could not be re-quantized to {quant.Name}: {e.Message}", e);
+                throw _failed[quant.Name] = new InvalidOperationException($"{sourceModel} could not be re-quantized to {quant.Name}: {e.Message}", e);
             }
 
             return path;

@@ -36,7 +36,10 @@ internal sealed class CpuLoad : IDisposable
     {
         for (var i = 0; i < processes; i++)
         {
-            var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/bin/sh", ["-c", "while :; do :; done"])
+            // Pure shell arithmetic burns one CPU; every 100k rounds it checks that qw still runs, so a killed
+            // bench never leaves a busy loop behind.
+            var script = $"while kill -0 {Environment.ProcessId} 2>/dev/null; do i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; done";
+            var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/bin/sh", ["-c", script])
             {
                 UseShellExecute = false,
             }) ?? throw new InvalidOperationException("could not start a /bin/sh busy loop for the competing load");
