@@ -64,7 +64,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public int Reps { get; init; }
 
         [CommandOption("--warmup <N>")]
-        [Description("Warm-up runs per configuration, not recorded.")]
+        [Description("Warm-up runs per configuration, not recorded (at least 1).")]
         [DefaultValue(1)]
         public int Warmup { get; init; } = 1;
 
@@ -139,6 +139,11 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             if (Reps < 0 || Warmup < 0 || PromptTokens < 0 || GenTokens < 0 || Threads < 0 || Load < 0)
             {
                 return ValidationResult.Error("--reps, --warmup, --prompt-tokens, --gen-tokens, --threads and --load must not be negative");
+            }
+
+            if (Warmup < 1)
+            {
+                return ValidationResult.Error($"--warmup: at least 1, got {Warmup} (the first run after a load pays page faults and graph setup, not speed)");
             }
 
             if (PromptTokens is 1)
