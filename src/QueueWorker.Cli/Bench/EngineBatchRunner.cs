@@ -1,0 +1,40 @@
+using System.Diagnostics;
+using QueueWorker.Inference;
+
+namespace QueueWorker.Cli.Bench;
+
+/// <summary>
+/// n jobs submitted at once to the worker's engine (<see cref="IInferenceEngine"/>: continuous batching
+/// across slots, its own tokenization and sampling), greedy. Each job's latency is its own wall time from
+/// submission to result. Not used by default: qw bench needs an engine instance (branch <c>engine</c>);
+/// pass a factory to <see cref="BenchRunner"/> to measure it beside <see cref="RawBatchRunner"/>.
+/// </summary>
+public sealed class EngineBatchRunner(IInferenceEngine engine, BenchModel model, string name, int maxJobs, IDisposable? owner = null) : IBatchRunner
+{
+    public string Name { get; } = name;
+
+    public int MaxJobs { get; } = maxJobs;
+
+    public async Task<BatchRunResult> RunAsync(int jobs, JobShape shape, int variant, CancellationToken cancellationToken)
+    {
+        var prompts = Enumerable.Range(0, jobs).Select(j => model.PromptText(shape.PromptTokens, variant * 16 + j)).ToList();
+        var clock = Stopwatch.StartNew();
+        var results = await Task.WhenAll(prompts.Select(async (prompt, j) =>
+        {
+            var result = await engine.GenerateAsync(new GenerationRequest
+            {
+                JobId = $"bench-{variant}-{j}",
+                Prompt = prompt,
+                MaxTokens = shape.GenTokens,
+                Sampling = SamplingParams.Greedy,
+            }, cancellationToken);
+            return (Result: result, LatencyMs: clock.Elapsed.TotalMilliseconds);
+        }));
+        var wall = clock.Elapsed.TotalMilliseconds;
+        // A random-weights model may emit end-of-generation early: count the tokens actually generated.
+        return new BatchRunResult(jobs, (int)results.Average(r => r.Result.PromptTokens), results.Sum(r => r.Result.CompletionTokens), wall,
+            results.Select(r => r.LatencyMs).ToList(), null, null);
+    }
+
+    public void Dispose() => owner?.Dispose();
+}

@@ -1,0 +1,332 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Globalization;
+using LLama.Native;
+using QueueWorker.Cli.Bench;
+using QueueWorker.Inference.ModelTools;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace QueueWorker.Cli.Commands;
+
+/// <summary>`qw bench`: measures the seed's CPU optimization claims on this machine and writes results.md/json and chart.png.</summary>
+internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
+{
+    public const string Description =
+        "Measures the seed's CPU optimization claims on this machine (context size, threads, mmap, quantization, batching, BLAS) " +
+        "with LLamaSharp, side by side in one run, and writes results.md (prediction | measured | verdict), results.json and chart.png. " +
+        "Without --model it uses a synthetic model (qw model synth: real shapes, random weights, real speed), cached between runs. " +
+        "Run it on a quiet machine: anything else using the CPU skews the numbers.";
+
+    internal sealed class Settings : CommandSettings
+    {
+        [CommandOption("--model <FILE>")]
+        [Description("GGUF to measure. Without it, a synthetic model of --preset is made (and cached).")]
+        public string? Model { get; init; }
+
+        [CommandOption("--preset <NAME>")]
+        [Description("Synthetic model shapes when no --model: llama-micro, llama-tiny, tinyllama-1.1b, open-llama-3b, llama-2-7b.")]
+        [DefaultValue("tinyllama-1.1b")]
+        public string Preset { get; init; } = "tinyllama-1.1b";
+
+        [CommandOption("--quant <TYPE>")]
+        [Description("Weight format of the synthetic model used by every section but quantization.")]
+        [DefaultValue("q4_0")]
+        public string Quant { get; init; } = "q4_0";
+
+        [CommandOption("-o|--out <DIR>")]
+        [Description("Folder for results.md, results.json and chart.png.")]
+        [DefaultValue("bench-results")]
+        public string Out { get; init; } = "bench-results";
+
+        [CommandOption("--quick")]
+        [Description("Fewer, shorter runs (3 repetitions of 64+16-token jobs): about 10 minutes on 2 cores with a TinyLlama-sized model.")]
+        public bool Quick { get; init; }
+
+        [CommandOption("--sections <LIST>")]
+        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas.")]
+        [DefaultValue("context,threads,mmap,quant,batch,blas")]
+        public string Sections { get; init; } = string.Join(',', BenchRunner.AllSections);
+
+        [CommandOption("--quants <LIST>")]
+        [Description("Weight formats compared by the quant section.")]
+        [DefaultValue("q3_k_m,q4_0,q4_k_m,q8_0,f16")]
+        public string Quants { get; init; } = "q3_k_m,q4_0,q4_k_m,q8_0,f16";
+
+        [CommandOption("--batch-jobs <LIST>")]
+        [Description("Concurrent job counts compared by the batch section.")]
+        [DefaultValue("1,2,4,8")]
+        public string BatchJobs { get; init; } = "1,2,4,8";
+
+        [CommandOption("--reps <N>")]
+        [Description("Repetitions per configuration (0 = 5, or 3 with --quick).")]
+        [DefaultValue(0)]
+        public int Reps { get; init; }
+
+        [CommandOption("--warmup <N>")]
+        [Description("Warm-up runs per configuration, not recorded (at least 1).")]
+        [DefaultValue(1)]
+        public int Warmup { get; init; } = 1;
+
+        [CommandOption("--prompt-tokens <N>")]
+        [Description("Prompt tokens per job (0 = 128, or 64 with --quick).")]
+        [DefaultValue(0)]
+        public int PromptTokens { get; init; }
+
+        [CommandOption("--gen-tokens <N>")]
+        [Description("Generated tokens per job (0 = 32, or 16 with --quick).")]
+        [DefaultValue(0)]
+        public int GenTokens { get; init; }
+
+        [CommandOption("--threads <N>")]
+        [Description("What \"all threads\" means (0 = every CPU this process may use).")]
+        [DefaultValue(0)]
+        public int Threads { get; init; }
+
+        [CommandOption("--load <N>")]
+        [Description("Busy-loop processes of the competing CPU load in the threads section.")]
+        [DefaultValue(1)]
+        public int Load { get; init; } = 1;
+
+        [CommandOption("--cache-dir <DIR>")]
+        [Description("Where synthetic and re-quantized models are kept (default $XDG_CACHE_HOME or ~/.cache, /queueworker/models).")]
+        public string? CacheDir { get; init; }
+
+        [CommandOption("--tokenizer-from <GGUF>")]
+        [Description("Tokenizer source for synthetic models.")]
+        [DefaultValue(ModelSynthCommand.DefaultTokenizer)]
+        public string TokenizerFrom { get; init; } = ModelSynthCommand.DefaultTokenizer;
+
+        [CommandOption("--seed <N>")]
+        [Description("Seed of the synthetic weights.")]
+        [DefaultValue(42UL)]
+        public ulong Seed { get; init; } = 42;
+
+        [CommandOption("--verbose")]
+        [Description("Show llama.cpp's log.")]
+        public bool Verbose { get; init; }
+
+        public IReadOnlyList<string> SectionList => Split(Sections);
+        public IReadOnlyList<string> QuantList => Split(Quants);
+
+        public IReadOnlyList<int> BatchJobList => Split(BatchJobs)
+            .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : -1).ToList();
+
+        public override ValidationResult Validate()
+        {
+            var unknown = SectionList.Except(BenchRunner.AllSections).ToList();
+            if (SectionList.Count == 0 || unknown.Count > 0)
+            {
+                return ValidationResult.Error($"--sections: '{string.Join(",", unknown)}' unknown; choose from {string.Join(", ", BenchRunner.AllSections)}");
+            }
+
+            var badQuant = QuantList.FirstOrDefault(q => !QuantType.All.Any(t => t.Name == q));
+            if (badQuant is not null || (SectionList.Contains(BenchRunner.Quant) && QuantList.Count == 0))
+            {
+                return ValidationResult.Error($"--quants: '{badQuant}' unknown; choose from {string.Join(", ", QuantType.All.Select(q => q.Name))}");
+            }
+
+            if (!QuantType.All.Any(t => t.Name == Quant))
+            {
+                return ValidationResult.Error($"--quant: '{Quant}' unknown; choose from {string.Join(", ", QuantType.All.Select(q => q.Name))}");
+            }
+
+            if (BatchJobList.Count == 0 || BatchJobList.Any(n => n is < 1 or > 64))
+            {
+                return ValidationResult.Error($"--batch-jobs: '{BatchJobs}' must be a comma-separated list of numbers from 1 to 64");
+            }
+
+            if (Reps < 0 || Warmup < 0 || PromptTokens < 0 || GenTokens < 0 || Threads < 0 || Load < 0)
+            {
+                return ValidationResult.Error("--reps, --warmup, --prompt-tokens, --gen-tokens, --threads and --load must not be negative");
+            }
+
+            if (Warmup < 1)
+            {
+                return ValidationResult.Error($"--warmup: at least 1, got {Warmup} (the first run after a load pays page faults and graph setup, not speed)");
+            }
+
+            if (PromptTokens is 1)
+            {
+                return ValidationResult.Error("--prompt-tokens: at least 2");
+            }
+
+            if (Model is not null && !File.Exists(Model))
+            {
+                return ValidationResult.Error($"--model: file not found: {Path.GetFullPath(Model)}");
+            }
+
+            if (Model is null)
+            {
+                if (!ModelPreset.All.Any(p => string.Equals(p.Name, Preset, StringComparison.OrdinalIgnoreCase)))
+                {
+                    return ValidationResult.Error($"--preset: '{Preset}' unknown; known: {string.Join(", ", ModelPreset.All.Select(p => p.Name))}");
+                }
+
+                if (!File.Exists(TokenizerFrom))
+                {
+                    return ValidationResult.Error($"--tokenizer-from: file not found: {Path.GetFullPath(TokenizerFrom)} (needed to synthesize --preset {Preset})");
+                }
+            }
+
+            return ValidationResult.Success();
+        }
+
+        private static List<string> Split(string list) =>
+            list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => s.ToLowerInvariant()).ToList();
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var console = AnsiConsole.Console;
+        var started = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        LlamaNative.Configure(settings.Verbose);
+
+        var machine = MachineInfo.Collect();
+        var allThreads = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
+        var plan = new BenchPlan(
+            settings.Quick,
+            settings.Warmup,
+            settings.Reps > 0 ? settings.Reps : settings.Quick ? 3 : 5,
+            new JobShape(
+                settings.PromptTokens > 0 ? settings.PromptTokens : settings.Quick ? 64 : 128,
+                settings.GenTokens > 0 ? settings.GenTokens : settings.Quick ? 16 : 32),
+            allThreads,
+            2048,
+            settings.SectionList,
+            settings.QuantList,
+            settings.BatchJobList.Distinct().Order().ToList(),
+            settings.Load);
+
+        console.MarkupLine($"[bold]qw bench[/] on {Markup.Escape(machine.CpuModel)}, {machine.ProcessCpus} CPUs, {machine.MemoryGib} GiB; load average {machine.LoadAverageAtStart}");
+        if (double.TryParse(machine.LoadAverageAtStart.Split(' ')[0], CultureInfo.InvariantCulture, out var load1) && load1 > 0.5 * machine.ProcessCpus)
+        {
+            console.MarkupLine("[yellow]The machine is busy: every number will be noisier (ratios within this run still compare).[/]");
+        }
+
+        // Every model file first (synthesis has its own progress bar; Spectre allows one live display at a time).
+        var preset = settings.Model is null ? ModelPreset.Get(settings.Preset) : null;
+        var cache = new ModelCache(
+            settings.CacheDir ?? ModelCache.DefaultDirectory(),
+            preset,
+            settings.Model,
+            settings.TokenizerFrom,
+            settings.Seed,
+            allThreads,
+            (options, ct) => ModelSynthCommand.SynthesizeWithProgressAsync(console, options, ct),
+            line => console.MarkupLine($"[grey]{Markup.Escape(line)}[/]"));
+        var mainQuant = QuantType.Get(settings.Quant);
+        var mainModel = settings.Model ?? await cache.GetAsync(mainQuant, cancellationToken);
+        if (plan.Sections.Contains(BenchRunner.Quant))
+        {
+            foreach (var q in plan.Quants)
+            {
+                try
+                {
+                    await cache.GetAsync(QuantType.Get(q), cancellationToken);
+                }
+                catch (InvalidOperationException e)
+                {
+                    console.MarkupLine($"[yellow]{Markup.Escape(e.Message)}[/]");
+                }
+            }
+        }
+
+        var header = GgufReader.Read(mainModel);
+        var fileType = header.Get("general.file_type")?.AsInt64();
+        var modelInfo = new ModelInfo(
+            Path.GetFullPath(mainModel),
+            preset is null ? "user model (--model)" : $"synthetic {preset.Name} (random weights, seed {settings.Seed})",
+            new FileInfo(mainModel).Length,
+            header.ParameterCount,
+            fileType is { } ft ? ((LLamaFtype)ft).ToString() : "unknown");
+        console.MarkupLine($"Model: [bold]{Markup.Escape(modelInfo.Source)}[/], {modelInfo.Parameters:N0} parameters, {modelInfo.Quant}");
+
+        IReadOnlyList<SectionResult> sections = [];
+        await console.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
+            .StartAsync(async ctx =>
+            {
+                var runner = new BenchRunner(plan, mainModel, cache, new SpectreBenchProgress(ctx));
+                sections = await runner.RunAsync(cancellationToken);
+            });
+
+        var backend = BackendInfo.Collect();
+        var report = new BenchReport(
+            "qw bench",
+            started,
+            clock.Elapsed.TotalSeconds,
+            "qw " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+            machine,
+            MachineInfo.LoadAverage(),
+            backend,
+            modelInfo,
+            plan,
+            sections,
+            SeedClaims.Evaluate(sections, backend),
+            SeedClaims.Recommend(sections, plan));
+
+        Directory.CreateDirectory(settings.Out);
+        var chart = ChartWriter.TryWrite(report, Path.Combine(settings.Out, ReportWriter.ChartFile));
+        await ReportWriter.WriteAsync(report, settings.Out, chart, cancellationToken);
+
+        // The terminal gets the short form; results.md has the numbers behind each line.
+        var table = new Table().AddColumns("Seed's claim", "Predicted", "Measured", "Verdict");
+        foreach (var c in report.Claims)
+        {
+            var measured = c.MeasuredPct is { } pct ? string.Create(CultureInfo.InvariantCulture, $"{pct:+0;-0}%") : "see results.md";
+            table.AddRow(Markup.Escape(c.Claim), Markup.Escape(c.Prediction), Markup.Escape(measured), Markup.Escape(c.Verdict));
+        }
+
+        console.Write(table);
+        console.MarkupLine($"Wrote [bold]{Markup.Escape(Path.GetFullPath(settings.Out))}[/]: {ReportWriter.MarkdownFile}, {ReportWriter.JsonFile}" +
+                           (chart ? $", {ReportWriter.ChartFile}" : "") + $" in {clock.Elapsed.TotalMinutes:F1} min.");
+        return 0;
+    }
+
+    /// <summary>One progress bar per section; each step is one measured (or warm-up) run.</summary>
+    private sealed class SpectreBenchProgress(ProgressContext ctx) : IBenchProgress
+    {
+        private ProgressTask? _task;
+        private string _title = "";
+        private bool _running;
+
+        public void BeginSection(string title, int steps)
+        {
+            _title = title;
+            _task = ctx.AddTask(Markup.Escape(title), maxValue: Math.Max(1, steps));
+            _running = false;
+        }
+
+        public void Step(string description)
+        {
+            if (_task is null)
+            {
+                return;
+            }
+
+            if (_running)
+            {
+                _task.Increment(1);
+            }
+
+            _running = true;
+            _task.Description = Markup.Escape($"{_title}: {description}");
+        }
+
+        public void EndSection()
+        {
+            if (_task is null)
+            {
+                return;
+            }
+
+            _task.Description = Markup.Escape(_title);
+            _task.Value = _task.MaxValue;
+            _task.StopTask();
+            _task = null;
+        }
+    }
+}
