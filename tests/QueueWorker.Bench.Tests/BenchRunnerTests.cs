@@ -68,7 +68,8 @@ public sealed class BenchRunnerTests(MicroModelFixture micro) : IClassFixture<Mi
         Assert.Equal((1 + 2) * (1 + 2), engine.Requests.Count);
         Assert.All(engine.Requests, r => Assert.True(r.Prompt!.Length > 20 && r.MaxTokens == 4 && r.Sampling.Temperature == 0));
         var engine2 = sections[4].Configs[4].Metrics;
-        Assert.InRange(engine2[Metrics.JobMs].Median, 20, 2000);
+        // The stand-in waits 20 ms per job; timers may fire a little early, so allow half of it.
+        Assert.InRange(engine2[Metrics.JobMs].Median, 10, 2000);
         Assert.False(engine2.ContainsKey(Metrics.PrefillTps));
 
         // Verdicts judge the raw runner only.
