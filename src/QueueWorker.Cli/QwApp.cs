@@ -18,6 +18,8 @@ internal static class QwApp
             config.SetApplicationName("qw");
             config.Settings.Console = console.Ansi;
             config.PropagateExceptions();
+            // A mistyped flag is an error, not an ignored extra argument.
+            config.Settings.StrictParsing = true;
             CommandRegistry.Register(config);
         });
         try

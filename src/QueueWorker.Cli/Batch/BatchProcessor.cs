@@ -19,7 +19,7 @@ internal enum BatchOutcome
 /// <summary>
 /// Streams a JSONL batch through an <see cref="IJobRunner"/>: the input is read line by line, at most
 /// <see cref="BatchOptions.MaxInFlight"/> jobs run at once, and every result is appended and flushed
-/// as one whole line the moment it arrives. Memory holds the in-flight jobs and 16 bytes per
+/// as one whole line the moment it arrives. Memory holds the in-flight jobs and a 16-byte key (~40 bytes in a set) per
 /// custom_id (to catch duplicates and skip finished lines), never the file.
 /// </summary>
 internal sealed class BatchProcessor(IJobRunner runner, BatchOptions options, TimeProvider time)

@@ -100,7 +100,7 @@ internal sealed class ResumeState
 }
 
 /// <summary>
-/// A 128-bit digest of a custom_id: sets of a million ids cost 16 bytes each instead of the strings
+/// A 128-bit digest of a custom_id: a set of a million ids costs ~30-60 MB (16-byte keys plus set overhead) instead of the strings
 /// (collisions are out of reach: ~10^-26 for a million ids).
 /// </summary>
 internal static class IdKey
