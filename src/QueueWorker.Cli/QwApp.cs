@@ -37,6 +37,12 @@ internal static class QwApp
             console.Message(ex.Message);
             return ExitCodes.Usage;
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // A full disk or a file that went away mid-run: say so in one line.
+            console.Message("I/O error: " + ex.Message);
+            return ExitCodes.Usage;
+        }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             console.Message("interrupted.");

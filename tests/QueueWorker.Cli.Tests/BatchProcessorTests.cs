@@ -128,3 +128,54 @@ public sealed class BatchProcessorTests : IDisposable
         Assert.Equal(3, await BatchProcessor.CountLinesAsync(input, CancellationToken.None));
     }
 }
+
+public sealed class BatchCommandValidationTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task Batch_WithoutOut_UsageNamesTheFlag()
+    {
+        await File.WriteAllTextAsync(_dir.File("in.jsonl"), "{}\n");
+
+        var run = await Qw.RunAsync(["batch", _dir.File("in.jsonl")]);
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("--out OUTPUT.jsonl is required", run.Error);
+    }
+
+    [Fact]
+    public async Task Batch_MissingInput_Usage()
+    {
+        var run = await Qw.RunAsync(["batch", _dir.File("nope.jsonl"), "--out", _dir.File("out.jsonl")]);
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("nope.jsonl does not exist", run.Error);
+    }
+
+    [Fact]
+    public async Task Batch_OutputInMissingDirectory_ClearError()
+    {
+        await File.WriteAllTextAsync(_dir.File("in.jsonl"), """{"id":"a","prompt":"x"}""" + "\n");
+        var processor = new BatchProcessor(new EchoRunner(), new BatchOptions(_dir.File("in.jsonl"), _dir.File("no/such/dir/out.jsonl"), 2, JobLimits.Default, 1 << 20), TimeProvider.System);
+
+        var ex = await Assert.ThrowsAsync<QueueWorker.Cli.Infrastructure.CliException>(() => processor.RunAsync(CancellationToken.None));
+
+        Assert.Contains("cannot write output file", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("5000")]
+    public async Task Batch_MaxInFlightOutOfRange_Usage(string value)
+    {
+        await File.WriteAllTextAsync(_dir.File("in.jsonl"), "{}\n");
+
+        var run = await Qw.RunAsync(["batch", _dir.File("in.jsonl"), "--out", _dir.File("out.jsonl"), "--max-in-flight", value]);
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"--max-in-flight must be from 1 to 4096, got {value}.", run.Error);
+    }
+}

@@ -28,6 +28,8 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
     private readonly Lock _gate = new();
     private Task<BrokerSession>? _session;
 
+    private string QueueMissingStatus => $"{options.JobsQueue} does not exist; waiting for a worker to declare it";
+
     public string Description => $"{options.JobsQueue} on {CliConfiguration.Redact(options.Uri)}";
 
     public RunnerCounters Counters { get; } = new();
@@ -87,12 +89,13 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         try
         {
             await session.PublishAsync(options.JobsQueue, properties, submission.Body, cancellationToken);
+            if (Counters.Status == QueueMissingStatus) Counters.Status = null;
             return true;
         }
         catch (PublishException ex) when (ex.IsReturn)
         {
             // mandatory publish came back: the jobs queue is gone (deleted, or a broker that lost it). A worker will declare it again.
-            Counters.Status = $"{options.JobsQueue} does not exist; waiting for a worker to declare it";
+            Counters.Status = QueueMissingStatus;
             LogQueueMissing(options.JobsQueue);
             await Task.Delay(TimeSpan.FromSeconds(5), time, cancellationToken);
             return false;

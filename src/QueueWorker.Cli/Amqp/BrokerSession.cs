@@ -76,6 +76,7 @@ internal sealed class BrokerSession
         _lost.TrySetResult();
     }
 
+    /// <summary>Closes the connection; never throws (it may already be gone).</summary>
     public async Task DisposeQuietlyAsync()
     {
         MarkLost("closed by qw");
@@ -83,11 +84,11 @@ internal sealed class BrokerSession
         {
             if (_connection.IsOpen)
                 await _connection.CloseAsync(TimeSpan.FromSeconds(2));
+            await _connection.DisposeAsync();
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Closing a connection that is already going away: nothing left to do.
         }
-        await _connection.DisposeAsync();
     }
 }

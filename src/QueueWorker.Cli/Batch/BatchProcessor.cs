@@ -63,7 +63,14 @@ internal sealed class BatchProcessor(IJobRunner runner, BatchOptions options, Ti
         Stats.AlreadyDone = Resume.Count;
         Stats.Total = await CountLinesAsync(options.InputPath, cancellationToken);
 
-        _output = new FileStream(options.OutputPath, FileMode.Append, FileAccess.Write, FileShare.Read, 1, FileOptions.None);
+        try
+        {
+            _output = new FileStream(options.OutputPath, FileMode.Append, FileAccess.Write, FileShare.Read, 1, FileOptions.None);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"cannot write output file {options.OutputPath}: {ex.Message}", ExitCodes.Usage, ex);
+        }
         await using var output = _output;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var queue = Channel.CreateBounded<BatchRequest>(new BoundedChannelOptions(options.MaxInFlight) { SingleWriter = true });

@@ -29,6 +29,7 @@ internal sealed class ResumeState
     public static async Task<ResumeState> LoadAndRepairAsync(string path, CancellationToken cancellationToken)
     {
         var state = new ResumeState();
+        if (Directory.Exists(path)) throw new CliException($"--out {path} is a directory; give a file.");
         if (!File.Exists(path)) return state;
 
         long validEnd = 0;
