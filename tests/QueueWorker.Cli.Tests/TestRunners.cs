@@ -17,6 +17,8 @@ internal sealed class EchoRunner : IJobRunner
     public ConcurrentQueue<string> Ran { get; } = new();
     public int MaxObservedInFlight => Volatile.Read(ref _maxInFlight);
     public TimeSpan Delay { get; init; } = TimeSpan.FromMilliseconds(5);
+    /// <summary>Called after each job with the number run so far.</summary>
+    public Action<int>? AfterRun { get; init; }
     public string Description => "echo";
     public RunnerCounters Counters { get; } = new();
 
@@ -31,6 +33,7 @@ internal sealed class EchoRunner : IJobRunner
         {
             await Task.Delay(Delay, cancellationToken);
             Ran.Enqueue(submission.Id);
+            AfterRun?.Invoke(Ran.Count);
             return Broker.FakeWorker.Echo(new Broker.ReceivedJob(submission.Id, null, null, null, true, 0, submission.Body.ToArray(), submission.Job));
         }
         finally

@@ -21,7 +21,7 @@ namespace QueueWorker.Cli.Amqp;
 /// every job still waiting: its old reply queue died with the connection, so its result could never
 /// arrive. Publishing again is safe because a job is keyed by its id (at-least-once, deduplicated here).
 /// </summary>
-internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string connectionName, TimeProvider time, ILogger<BrokerJobRunner> logger) : IJobRunner
+internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string connectionName, TimeProvider time, ILogger logger) : IJobRunner
 {
     private readonly ConcurrentDictionary<string, Pending> _pending = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _disposed = new();
@@ -105,6 +105,11 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
             // A nack: the broker could not take the message right now. Try again shortly.
             LogPublishNacked(submission.Id);
             await Task.Delay(TimeSpan.FromSeconds(1), time, cancellationToken);
+            return false;
+        }
+        catch (OperationCanceledException) when (session.IsLost && !cancellationToken.IsCancellationRequested)
+        {
+            // The connection went while the publish waited for its confirm.
             return false;
         }
         catch (Exception ex) when (ex is not OperationCanceledException && (session.IsLost || IsConnectionFault(ex)))

@@ -15,6 +15,8 @@ internal sealed class BrokerSession
     // Publishes on one channel are serialised: concurrent confirm-tracked publishes on one channel have had bugs in 7.x.
     private readonly SemaphoreSlim _publishLock = new(1, 1);
     private readonly TaskCompletionSource _lost = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Ends a publish still waiting for its confirm when the connection goes.
+    private readonly CancellationTokenSource _lostToken = new();
     private volatile string? _lostReason;
 
     private BrokerSession(IConnection connection, IChannel publish, IChannel consume, string replyQueue)
@@ -52,11 +54,12 @@ internal sealed class BrokerSession
 
     public async Task PublishAsync(string queue, BasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
     {
-        await _publishLock.WaitAsync(cancellationToken);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lostToken.Token);
+        await _publishLock.WaitAsync(linked.Token);
         try
         {
             // Returns once the broker confirmed; throws PublishException on a nack or a return (mandatory, no such queue).
-            await _publish.BasicPublishAsync(exchange: "", routingKey: queue, mandatory: true, basicProperties: properties, body: body, cancellationToken: cancellationToken);
+            await _publish.BasicPublishAsync(exchange: "", routingKey: queue, mandatory: true, basicProperties: properties, body: body, cancellationToken: linked.Token);
         }
         finally
         {
@@ -73,7 +76,15 @@ internal sealed class BrokerSession
     public void MarkLost(string reason)
     {
         _lostReason ??= reason;
-        _lost.TrySetResult();
+        if (!_lost.TrySetResult()) return;
+        try
+        {
+            _lostToken.Cancel();
+        }
+        catch (AggregateException)
+        {
+            // A callback of a cancelled publish threw: the publish is abandoned either way.
+        }
     }
 
     /// <summary>Closes the connection; never throws (it may already be gone).</summary>

@@ -17,11 +17,13 @@ internal static class BatchProgress
         if (!console.Interactive)
         {
             var running = work();
-            while (!running.IsCompleted)
+            do
             {
                 await Task.WhenAny(running, Task.Delay(interval, time));
+                // The last line, written when the work is done, has the final counts.
                 await console.Error.WriteLineAsync("qw batch: " + Describe(stats, counters));
             }
+            while (!running.IsCompleted);
             return await running;
         }
 

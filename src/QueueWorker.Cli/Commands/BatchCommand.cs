@@ -49,13 +49,12 @@ internal sealed class BatchCommand(CliConsole console, TimeProvider time) : Asyn
             throw new CliException($"input file {settings.Input} does not exist.");
 
         var configuration = CliConfiguration.Build(settings.Set, settings.Uri);
-        var rabbit = CliConfiguration.RabbitMq(configuration);
+        var rabbit = CliConfiguration.RabbitMq(configuration, needsBroker: !settings.Local);
         var limits = CliConfiguration.Limits(configuration);
 
         var level = settings.Verbose ? LogLevel.Debug : LogLevel.Warning;
         using var logs = new CliLoggerProvider(console, level);
-        using var loggers = LoggerFactory.Create(b => b.ClearProviders().SetMinimumLevel(level).AddProvider(logs));
-        await using var runner = await RunnerFactory.StartAsync(settings.Local, "batch", configuration, rabbit, console, loggers, level, time, cancellationToken);
+        await using var runner = await RunnerFactory.StartAsync(settings.Local, "batch", configuration, rabbit, console, logs, level, time, cancellationToken);
 
         var processor = new BatchProcessor(runner, new BatchOptions(settings.Input, settings.Out, settings.MaxInFlight, limits, rabbit.MaxJobBytes), time);
         var outcome = await BatchProgress.TrackAsync(console, logs, processor.Stats, runner.Counters,

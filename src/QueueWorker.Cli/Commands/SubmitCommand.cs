@@ -79,7 +79,7 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var configuration = CliConfiguration.Build(settings.Set, settings.Uri);
-        var rabbit = CliConfiguration.RabbitMq(configuration);
+        var rabbit = CliConfiguration.RabbitMq(configuration, needsBroker: !settings.Local);
         var limits = CliConfiguration.Limits(configuration);
         if (!(settings.Timeout > 0 && settings.Timeout <= 7 * 24 * 3600))
             throw new CliException($"--timeout must be more than 0 and at most 604800 seconds (7 days), got {settings.Timeout.ToString(CultureInfo.InvariantCulture)}.");
@@ -91,9 +91,8 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         var submission = built.Submission!;
 
         var level = settings.Verbose ? LogLevel.Debug : LogLevel.Warning;
-        using var loggers = new CliLoggerProvider(console, level);
-        using var factory = LoggerFactory.Create(b => b.ClearProviders().SetMinimumLevel(level).AddProvider(loggers));
-        await using var runner = await RunnerFactory.StartAsync(settings.Local, "submit", configuration, rabbit, console, factory, level, time, cancellationToken);
+        using var logs = new CliLoggerProvider(console, level);
+        await using var runner = await RunnerFactory.StartAsync(settings.Local, "submit", configuration, rabbit, console, logs, level, time, cancellationToken);
 
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(settings.Timeout) + ResultGrace, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);

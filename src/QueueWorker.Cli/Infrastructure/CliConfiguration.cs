@@ -35,10 +35,11 @@ internal static class CliConfiguration
     }
 
     /// <summary>The <c>RabbitMq</c> section, validated with the worker's rules; errors name the key and the value.</summary>
-    public static RabbitMqOptions RabbitMq(IConfiguration configuration)
+    /// <param name="needsBroker">False for <c>--local</c>: the URI is not used, so a bad one is no error.</param>
+    public static RabbitMqOptions RabbitMq(IConfiguration configuration, bool needsBroker = true)
     {
         var options = Bind<RabbitMqOptions>(configuration, RabbitMqOptions.Section);
-        if (!Uri.TryCreate(options.Uri, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("amqp" or "amqps"))
+        if (needsBroker && (!Uri.TryCreate(options.Uri, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("amqp" or "amqps")))
             throw new CliException($"configuration error: RabbitMq:Uri must be an amqp:// or amqps:// URI, got \"{Redact(options.Uri)}\".");
         return options;
     }

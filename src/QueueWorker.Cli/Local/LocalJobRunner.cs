@@ -20,6 +20,7 @@ namespace QueueWorker.Cli.Local;
 internal sealed class LocalJobRunner : IJobRunner
 {
     private readonly IConfiguration? _configuration;
+    private readonly ILoggerProvider? _logs;
     private readonly LogLevel _logLevel;
     private readonly TimeProvider _time;
     private IHost? _host;
@@ -28,9 +29,11 @@ internal sealed class LocalJobRunner : IJobRunner
     private readonly string _workerId = "qw-local-" + Environment.MachineName.ToLowerInvariant();
     private static readonly string Version = typeof(LocalJobRunner).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
-    public LocalJobRunner(IConfiguration configuration, LogLevel logLevel, TimeProvider time)
+    /// <param name="logs">Where the engine logs: qw's own lines on stderr (above a live progress bar, not through it).</param>
+    public LocalJobRunner(IConfiguration configuration, ILoggerProvider logs, LogLevel logLevel, TimeProvider time)
     {
         _configuration = configuration;
+        _logs = logs;
         _logLevel = logLevel;
         _time = time;
         _options = new InferenceOptions();
@@ -62,8 +65,7 @@ internal sealed class LocalJobRunner : IJobRunner
         builder.Configuration.AddConfiguration(_configuration!);
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(_logLevel);
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.AddProvider(_logs!);
         builder.AddInference();
 
         _host = builder.Build();

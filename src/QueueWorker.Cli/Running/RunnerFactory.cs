@@ -12,12 +12,12 @@ internal static class RunnerFactory
     /// <summary>Creates and starts the runner the flags ask for: the broker, or <c>--local</c> the engine in-process.</summary>
     public static async Task<IJobRunner> StartAsync(
         bool local, string verb, IConfiguration configuration, RabbitMqOptions rabbit,
-        CliConsole console, ILoggerFactory loggers, LogLevel level, TimeProvider time, CancellationToken cancellationToken)
+        CliConsole console, CliLoggerProvider logs, LogLevel level, TimeProvider time, CancellationToken cancellationToken)
     {
         IJobRunner runner = local
-            ? new LocalJobRunner(configuration, level, time)
+            ? new LocalJobRunner(configuration, logs, level, time)
             // The connection name carries the queue, so an operator (or a test) can find qw's connection.
-            : new BrokerJobRunner(rabbit, $"qw {verb} pid {Environment.ProcessId} -> {rabbit.JobsQueue}", time, loggers.CreateLogger<BrokerJobRunner>());
+            : new BrokerJobRunner(rabbit, $"qw {verb} pid {Environment.ProcessId} -> {rabbit.JobsQueue}", time, logs.CreateLogger(typeof(BrokerJobRunner).FullName!));
         try
         {
             await runner.StartAsync(cancellationToken);
