@@ -41,7 +41,7 @@ public sealed class LocalBatchRealModelTests(BrokerFixture broker) : IDisposable
 
     private string[] LocalArgs(string output) =>
         ["batch", Sample, "--out", output, "--local", "--set", $"Model:Path={Model("stories260K.gguf")}",
-         "--set", "Inference:ContextSize=512", "--set", "Inference:Slots=4", "--progress-interval", "1"];
+         "--set", "Inference:ContextSize=1024", "--set", "Inference:MaxTokens=256", "--set", "Inference:DefaultMaxTokens=128", "--set", "Inference:Slots=4", "--progress-interval", "1"];
 
     [Fact]
     public async Task BatchLocal_SampleOnStories260K_CoherentStoriesChatAndErrorLine()

@@ -24,6 +24,7 @@ internal sealed class LocalJobRunner : IJobRunner
     private readonly LogLevel _logLevel;
     private readonly TimeProvider _time;
     private IHost? _host;
+    private bool _hostStarted;
     private IInferenceEngine? _engine;
     private InferenceOptions _options;
     private readonly string _workerId = "qw-local-" + Environment.MachineName.ToLowerInvariant();
@@ -66,12 +67,15 @@ internal sealed class LocalJobRunner : IJobRunner
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(_logLevel);
         builder.Logging.AddProvider(_logs!);
+        // The host's own "failed to start" repeats the message qw prints anyway.
+        if (_logLevel > LogLevel.Debug) builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         builder.AddInference();
 
         _host = builder.Build();
         try
         {
             await _host.StartAsync(cancellationToken);
+            _hostStarted = true;
         }
         catch (OptionsValidationException ex)
         {
@@ -177,7 +181,8 @@ internal sealed class LocalJobRunner : IJobRunner
         if (_host is null) return;
         try
         {
-            await _host.StopAsync(TimeSpan.FromSeconds(10));
+            // A host whose start failed cannot be stopped (it throws); disposing it is enough.
+            if (_hostStarted) await _host.StopAsync(TimeSpan.FromSeconds(10));
         }
         finally
         {
