@@ -1,21 +1,19 @@
-using Spectre.Console;
-using Spectre.Console.Cli;
+using System.Runtime.InteropServices;
+using QueueWorker.Cli;
+using QueueWorker.Cli.Infrastructure;
 
-// `qw`: the producers' and batch users' tool. Each command lives in Commands/ and registers here.
-var app = new CommandApp();
-app.Configure(config =>
+// `qw`: the producers' and batch users' tool. Each command lives in Commands/ and registers in CommandRegistry.
+// Ctrl-C and SIGTERM cancel the running command, which stops cleanly (a batch resumes later); a second Ctrl-C kills.
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
 {
-    config.SetApplicationName("qw");
-    config.PropagateExceptions();
-    QueueWorker.Cli.CommandRegistry.Register(config);
+    if (stop.IsCancellationRequested) return;
+    e.Cancel = true;
+    stop.Cancel();
+};
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+{
+    context.Cancel = true;
+    stop.Cancel();
 });
-try
-{
-    return await app.RunAsync(args);
-}
-catch (CommandAppException e)
-{
-    // Bad arguments (parse or settings validation): the message names the option; no stack trace.
-    AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
-    return 2;
-}
+return await QwApp.RunAsync(args, CliConsole.FromProcess(), TimeProvider.System, stop.Token);

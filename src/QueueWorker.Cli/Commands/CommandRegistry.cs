@@ -8,6 +8,14 @@ internal static class CommandRegistry
 {
     public static void Register(IConfigurator config)
     {
+        config.AddCommand<Commands.SubmitCommand>("submit")
+            .WithDescription("Publish one job, wait for its result, print the text and its timings.")
+            .WithExample("submit", "\"Once upon a time\"", "--temperature", "0", "--max-tokens", "64")
+            .WithExample("submit", "--messages", "chat.json", "--json");
+        config.AddCommand<Commands.BatchCommand>("batch")
+            .WithDescription("Run a JSONL file of requests (OpenAI Batch API format) and write one result line per custom_id; resumable.")
+            .WithExample("batch", "samples/batch.jsonl", "--out", "results.jsonl")
+            .WithExample("batch", "samples/batch.jsonl", "--out", "results.jsonl", "--local");
         config.AddBranch("model", model =>
         {
             model.SetDescription("Model tools.");

@@ -1,0 +1,74 @@
+using System.ComponentModel;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using QueueWorker.Cli.Batch;
+using QueueWorker.Cli.Infrastructure;
+using QueueWorker.Cli.Running;
+using Spectre.Console.Cli;
+
+namespace QueueWorker.Cli.Commands;
+
+/// <summary>
+/// <c>qw batch INPUT.jsonl --out OUTPUT.jsonl</c>: OpenAI Batch API lines (or bare job bodies) in,
+/// OpenAI batch output lines out, one per custom_id, resumable. See docs/batch.md.
+/// </summary>
+internal sealed class BatchCommand(CliConsole console, TimeProvider time) : AsyncCommand<BatchCommand.Settings>
+{
+    internal sealed class Settings : QwSettings
+    {
+        [CommandArgument(0, "<INPUT>")]
+        [Description("JSONL file of requests.")]
+        public string Input { get; set; } = "";
+
+        [CommandOption("-o|--out <OUTPUT>")]
+        [Description("JSONL file of results. Appended to: run the same command again to resume.")]
+        public string? Out { get; set; }
+
+        [CommandOption("--max-in-flight <N>")]
+        [Description("Jobs submitted and not yet answered, at most.")]
+        [DefaultValue(16)]
+        public int MaxInFlight { get; set; } = 16;
+
+        [CommandOption("--progress-interval <SECONDS>")]
+        [Description("Seconds between progress lines when output is not a terminal.")]
+        [DefaultValue(5.0)]
+        public double ProgressInterval { get; set; } = 5;
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(settings.Out))
+            throw new CliException("--out OUTPUT.jsonl is required: where the results go (and where a resumed run looks for what is done).");
+        if (Path.GetFullPath(settings.Out) == Path.GetFullPath(settings.Input))
+            throw new CliException("--out must not be the input file.");
+        if (settings.MaxInFlight is < 1 or > 4096)
+            throw new CliException($"--max-in-flight must be from 1 to 4096, got {settings.MaxInFlight}.");
+        if (!(settings.ProgressInterval > 0))
+            throw new CliException($"--progress-interval must be more than 0 seconds, got {settings.ProgressInterval.ToString(CultureInfo.InvariantCulture)}.");
+        if (!File.Exists(settings.Input))
+            throw new CliException($"input file {settings.Input} does not exist.");
+
+        var configuration = CliConfiguration.Build(settings.Set, settings.Uri);
+        var rabbit = CliConfiguration.RabbitMq(configuration, needsBroker: !settings.Local);
+        var limits = CliConfiguration.Limits(configuration);
+
+        var level = settings.Verbose ? LogLevel.Debug : LogLevel.Warning;
+        using var logs = new CliLoggerProvider(console, level);
+        await using var runner = await RunnerFactory.StartAsync(settings.Local, "batch", configuration, rabbit, console, logs, level, time, cancellationToken);
+
+        var processor = new BatchProcessor(runner, new BatchOptions(settings.Input, settings.Out, settings.MaxInFlight, limits, rabbit.MaxJobBytes), time);
+        var outcome = await BatchProgress.TrackAsync(console, logs, processor.Stats, runner.Counters,
+            TimeSpan.FromSeconds(settings.ProgressInterval), time, () => processor.RunAsync(cancellationToken));
+
+        if (processor.Resume is { TruncatedBytes: > 0 } resume)
+            console.Message($"repaired {settings.Out}: removed a partial last line ({resume.TruncatedBytes} bytes) left by an interrupted run.");
+        BatchProgress.WriteSummary(console, processor.Stats, runner.Counters, runner.Description, settings.Out, outcome);
+
+        if (outcome == BatchOutcome.Interrupted)
+        {
+            console.Message($"interrupted: {processor.Stats.Written} lines written this run. Run the same command again to resume.");
+            return ExitCodes.Interrupted;
+        }
+        return processor.Stats.Failures > 0 ? ExitCodes.JobFailed : ExitCodes.Ok;
+    }
+}

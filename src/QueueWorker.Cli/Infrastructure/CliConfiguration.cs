@@ -1,0 +1,87 @@
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+using QueueWorker.Contracts;
+using QueueWorker.Inference;
+using QueueWorker.Messaging;
+
+namespace QueueWorker.Cli.Infrastructure;
+
+/// <summary>
+/// qw reads the worker's configuration keys from the same places, in the same order: appsettings.json
+/// beside the binary, then environment variables (<c>RabbitMq__Uri</c>, ...), then its own flags
+/// (<c>--uri</c>, <c>--set KEY=VALUE</c>), which win.
+/// </summary>
+internal static class CliConfiguration
+{
+    public static IConfigurationRoot Build(IEnumerable<string> sets, string? uri)
+    {
+        var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (var item in sets)
+        {
+            var eq = item.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0)
+                throw new CliException($"--set \"{item}\": expected KEY=VALUE, e.g. --set RabbitMq:JobsQueue=llm.jobs");
+            overrides[item[..eq].Trim()] = item[(eq + 1)..];
+        }
+        if (uri is not null) overrides["RabbitMq:Uri"] = uri;
+
+        return new ConfigurationBuilder()
+            .SetBasePath(AppContext.BaseDirectory)
+            .AddJsonFile("appsettings.json", optional: true, reloadOnChange: false)
+            .AddEnvironmentVariables()
+            .AddInMemoryCollection(overrides)
+            .Build();
+    }
+
+    /// <summary>The <c>RabbitMq</c> section, validated with the worker's rules; errors name the key and the value.</summary>
+    /// <param name="needsBroker">False for <c>--local</c>: the URI is not used, so a bad one is no error.</param>
+    public static RabbitMqOptions RabbitMq(IConfiguration configuration, bool needsBroker = true)
+    {
+        var options = Bind<RabbitMqOptions>(configuration, RabbitMqOptions.Section);
+        if (needsBroker && (!Uri.TryCreate(options.Uri, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("amqp" or "amqps")))
+            throw new CliException($"configuration error: RabbitMq:Uri must be an amqp:// or amqps:// URI, got \"{Redact(options.Uri)}\".");
+        return options;
+    }
+
+    /// <summary>The job bounds from <c>Inference:MaxTokens</c> and <c>Inference:DefaultMaxTokens</c>, as the worker applies them.</summary>
+    public static JobLimits Limits(IConfiguration configuration)
+    {
+        var inference = Bind<InferenceOptions>(configuration, InferenceOptions.Section);
+        if (inference.DefaultMaxTokens > inference.MaxTokens)
+            throw new CliException($"configuration error: Inference:DefaultMaxTokens ({inference.DefaultMaxTokens}) must not exceed Inference:MaxTokens ({inference.MaxTokens}).");
+        return new JobLimits { MaxTokens = inference.MaxTokens, DefaultMaxTokens = inference.DefaultMaxTokens };
+    }
+
+    private static T Bind<T>(IConfiguration configuration, string section) where T : new()
+    {
+        var options = new T();
+        try
+        {
+            configuration.GetSection(section).Bind(options);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // The binder says which value failed to convert (e.g. "abc" for an int).
+            throw new CliException($"configuration error in section {section}: {ex.Message}", ExitCodes.Usage, ex);
+        }
+        var results = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true))
+        {
+            var first = results[0];
+            var member = first.MemberNames.FirstOrDefault() ?? "?";
+            var value = typeof(T).GetProperty(member)?.GetValue(options);
+            throw new CliException($"configuration error: {section}:{member} = \"{Convert.ToString(value, CultureInfo.InvariantCulture)}\": {first.ErrorMessage}");
+        }
+        return options;
+    }
+
+    /// <summary>The URI with its password replaced by <c>***</c>, for messages.</summary>
+    public static string Redact(string? uri)
+    {
+        if (uri is null || !Uri.TryCreate(uri, UriKind.Absolute, out var parsed) || !parsed.UserInfo.Contains(':', StringComparison.Ordinal))
+            return uri ?? "";
+        var user = parsed.UserInfo.Split(':', 2)[0];
+        return new UriBuilder(parsed) { UserName = Uri.UnescapeDataString(user), Password = "***" }.Uri.ToString();
+    }
+}
