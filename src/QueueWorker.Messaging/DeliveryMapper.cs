@@ -32,14 +32,24 @@ public static class DeliveryMapper
         ReceivedAt = receivedAt,
     };
 
-    /// <summary>AMQP timestamps are unix seconds; 0 (or none) means the producer set none.</summary>
+    /// <summary>
+    /// Publish time. The AMQP timestamp has one-second resolution, too coarse for <c>queued_ms</c>, so a
+    /// <c>timestamp_in_ms</c> header (the name RabbitMQ's message-timestamp plugin uses; qw sets it) wins
+    /// when present. AMQP timestamps are unix seconds; 0 (or none) means the producer set none.
+    /// </summary>
     public static DateTimeOffset? ReadTimestamp(IReadOnlyBasicProperties properties)
     {
+        if (properties.Headers is { } headers && headers.TryGetValue(TimestampInMsHeader, out var raw)
+            && raw is long or int && Convert.ToInt64(raw, CultureInfo.InvariantCulture) is var ms
+            && ms > MinUnixSeconds * 1000L && ms < MaxUnixSeconds * 1000L)
+            return DateTimeOffset.FromUnixTimeMilliseconds(ms);
         if (!properties.IsTimestampPresent())
             return null;
         var seconds = properties.Timestamp.UnixTime;
         return seconds is 0 or < MinUnixSeconds or > MaxUnixSeconds ? null : DateTimeOffset.FromUnixTimeSeconds(seconds);
     }
+
+    public const string TimestampInMsHeader = "timestamp_in_ms";
 
     /// <summary>AMQP <c>expiration</c> is a string of milliseconds.</summary>
     public static TimeSpan? ReadExpiration(string? expiration) =>

@@ -68,6 +68,28 @@ public sealed class DeliveryMapperTests
     }
 
     [Fact]
+    public void ReadTimestamp_MillisecondHeader_WinsOverSecondsTimestamp()
+    {
+        var props = new BasicProperties
+        {
+            Timestamp = new AmqpTimestamp(1_700_000_000),
+            Headers = new Dictionary<string, object?> { [DeliveryMapper.TimestampInMsHeader] = 1_700_000_000_123L },
+        };
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_123L), DeliveryMapper.ReadTimestamp(props));
+    }
+
+    [Fact]
+    public void ReadTimestamp_MillisecondHeaderNotANumber_FallsBackToTimestamp()
+    {
+        var props = new BasicProperties
+        {
+            Timestamp = new AmqpTimestamp(1_700_000_000),
+            Headers = new Dictionary<string, object?> { [DeliveryMapper.TimestampInMsHeader] = "soon" },
+        };
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1_700_000_000), DeliveryMapper.ReadTimestamp(props));
+    }
+
+    [Fact]
     public void ReadTimestamp_OutOfRange_IsAbsentNotAnException()
     {
         Assert.Null(DeliveryMapper.ReadTimestamp(new BasicProperties { Timestamp = new AmqpTimestamp(long.MaxValue) }));

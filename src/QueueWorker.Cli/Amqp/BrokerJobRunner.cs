@@ -77,6 +77,7 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
 
     private async Task<bool> TryPublishAsync(BrokerSession session, JobSubmission submission, Pending pending, CancellationToken cancellationToken)
     {
+        var now = time.GetUtcNow();
         var properties = new BasicProperties
         {
             Persistent = true,
@@ -84,7 +85,9 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
             MessageId = submission.Id,
             CorrelationId = pending.CorrelationId,
             ReplyTo = session.ReplyQueue,
-            Timestamp = new AmqpTimestamp(time.GetUtcNow().ToUnixTimeSeconds()),
+            Timestamp = new AmqpTimestamp(now.ToUnixTimeSeconds()),
+            // Millisecond publish time for the worker's queued_ms (the AMQP timestamp has one-second resolution).
+            Headers = new Dictionary<string, object?> { [DeliveryMapper.TimestampInMsHeader] = now.ToUnixTimeMilliseconds() },
         };
         try
         {
