@@ -54,6 +54,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 1014, Message = "llama.cpp: {Message}")]
     public static partial void Native(ILogger logger, LogLevel level, string message);
 
+    [LoggerMessage(EventId = 1016, Level = LogLevel.Information, Message = "Warm-up decode took {Milliseconds:F0} ms (compute buffers allocated, weights paged in)")]
+    public static partial void WarmedUp(ILogger logger, double milliseconds);
+
     [LoggerMessage(EventId = 1015, Level = LogLevel.Debug, Message = "Decode returned NoKvSlot; evicted {Slots} idle prefix caches and retried")]
     public static partial void EvictedForRetry(ILogger logger, int slots);
 }
