@@ -28,14 +28,16 @@ public static class TestEnvironment
     }
 
     /// <summary>The worker binary built beside these tests (same configuration).</summary>
-    public static string WorkerDll
+    public static string WorkerDll => Built("QueueWorker", "QueueWorker.dll");
+
+    /// <summary>The qw command line built beside these tests.</summary>
+    public static string QwDll => Built("QueueWorker.Cli", "qw.dll");
+
+    private static string Built(string project, string file)
     {
-        get
-        {
-            var configuration = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name; // bin/<Configuration>/net10.0/
-            var dll = Path.Combine(RepositoryRoot, "src", "QueueWorker", "bin", configuration, "net10.0", "QueueWorker.dll");
-            return File.Exists(dll) ? dll : throw new InvalidOperationException($"Worker binary {dll} not found: build the solution first.");
-        }
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name; // bin/<Configuration>/net10.0/
+        var dll = Path.Combine(RepositoryRoot, "src", project, "bin", configuration, "net10.0", file);
+        return File.Exists(dll) ? dll : throw new InvalidOperationException($"{dll} not found: build the solution first.");
     }
 
     private static string FindRepositoryRoot()
