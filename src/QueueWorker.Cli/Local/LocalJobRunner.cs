@@ -110,71 +110,22 @@ internal sealed class LocalJobRunner : IJobRunner
         GenerationResult generated;
         try
         {
-            generated = await engine.GenerateAsync(ToGeneration(job, deadline), cancellationToken);
+            generated = await engine.GenerateAsync(JobMapping.ToGeneration(submission.Id, job, deadline), cancellationToken);
         }
         catch (InferenceException ex)
         {
-            return JobResult.Failed(submission.Id, new JobError(ex.Code, ex.Message, ex.Code == ErrorCodes.PromptTooLong ? "prompt" : null),
-                Worker(), job.Metadata, new Timings { TotalMs = Round(_time.GetElapsedTime(started).TotalMilliseconds) });
+            return JobResult.Failed(submission.Id, JobMapping.ToError(ex), Worker(), job.Metadata,
+                new Timings { TotalMs = JobMapping.Round(_time.GetElapsedTime(started).TotalMilliseconds) });
         }
-        return ToResult(submission.Id, job, generated, Round(_time.GetElapsedTime(started).TotalMilliseconds), Worker());
+        // In-process there is no broker queue: queued_ms is the wait for a free slot.
+        return JobMapping.ToCompleted(submission.Id, generated, generated.WaitMs, _time.GetElapsedTime(started).TotalMilliseconds, Worker(), job.Metadata);
     }
-
-    /// <summary>The worker's mapping of a job to the engine: the defaults are the engine's own (<see cref="SamplingParams"/>).</summary>
-    internal static GenerationRequest ToGeneration(JobRequest job, DateTimeOffset deadline)
-    {
-        var defaults = new SamplingParams();
-        return new GenerationRequest
-        {
-            JobId = job.Id!,
-            Prompt = job.Prompt,
-            Messages = job.Messages,
-            MaxTokens = job.MaxTokens!.Value,
-            Stop = job.Stop ?? [],
-            Deadline = deadline,
-            Sampling = new SamplingParams
-            {
-                Temperature = job.Temperature ?? defaults.Temperature,
-                TopP = job.TopP ?? defaults.TopP,
-                TopK = job.TopK ?? defaults.TopK,
-                MinP = job.MinP ?? defaults.MinP,
-                RepeatPenalty = job.RepeatPenalty ?? defaults.RepeatPenalty,
-                Seed = job.Seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue),
-            },
-        };
-    }
-
-    /// <summary>The result the worker would publish (same timings arithmetic as the host's JobProcessor).</summary>
-    internal static JobResult ToResult(string id, JobRequest job, GenerationResult generated, double totalMs, WorkerInfo worker) => new()
-    {
-        Id = id,
-        Status = JobStatus.Completed,
-        Text = generated.Text,
-        FinishReason = generated.FinishReason,
-        Usage = new Usage(generated.PromptTokens, generated.CompletionTokens, generated.CachedTokens),
-        Timings = new Timings
-        {
-            QueuedMs = Round(generated.WaitMs),
-            PromptMs = Round(generated.PromptMs),
-            PromptTokensPerS = Rate(generated.PromptTokens - generated.CachedTokens, generated.PromptMs),
-            FirstTokenMs = Round(generated.FirstTokenMs),
-            GenerationMs = Round(generated.GenerationMs),
-            // The first token comes from prefill; the rest are decode steps.
-            TokensPerS = Rate(generated.CompletionTokens - 1, generated.GenerationMs),
-            TotalMs = totalMs,
-        },
-        Worker = worker,
-        Metadata = job.Metadata,
-    };
 
     private WorkerInfo Worker()
     {
         var info = _engine?.Info;
         return new WorkerInfo(_workerId, info?.Model ?? "", info?.Threads ?? 0, info?.ContextSize ?? 0, info?.Slots ?? 0, Version);
     }
-
-    private static double Round(double ms) => Math.Round(ms, 3);
-    private static double Rate(int tokens, double ms) => tokens <= 0 || ms <= 0 ? 0 : Math.Round(tokens * 1000.0 / ms, 2);
 
     public async ValueTask DisposeAsync()
     {

@@ -54,35 +54,15 @@ public sealed partial class JobProcessor(
         GenerationResult generated;
         try
         {
-            generated = await engine.GenerateAsync(ToGeneration(id, request, deadline), cancellationToken);
+            generated = await engine.GenerateAsync(JobMapping.ToGeneration(id, request, deadline), cancellationToken);
         }
         catch (InferenceException ex)
         {
-            return Fail(id, new JobError(ex.Code, ex.Message, ex.Code == ErrorCodes.PromptTooLong ? "prompt" : null), request.Metadata, started, job.DeliveryCount);
+            return Fail(id, JobMapping.ToError(ex), request.Metadata, started, job.DeliveryCount);
         }
 
         var totalMs = time.GetElapsedTime(started).TotalMilliseconds;
-        var result = new JobResult
-        {
-            Id = id,
-            Status = JobStatus.Completed,
-            Text = generated.Text,
-            FinishReason = generated.FinishReason,
-            Usage = new Usage(generated.PromptTokens, generated.CompletionTokens, generated.CachedTokens),
-            Timings = new Timings
-            {
-                QueuedMs = QueuedMs(job, generated.WaitMs),
-                PromptMs = Round(generated.PromptMs),
-                PromptTokensPerS = Rate(generated.PromptTokens - generated.CachedTokens, generated.PromptMs),
-                FirstTokenMs = Round(generated.FirstTokenMs),
-                GenerationMs = Round(generated.GenerationMs),
-                // The first token comes from prefill; the rest are decode steps.
-                TokensPerS = Rate(generated.CompletionTokens - 1, generated.GenerationMs),
-                TotalMs = Round(totalMs),
-            },
-            Worker = WorkerInfo(),
-            Metadata = request.Metadata,
-        };
+        var result = JobMapping.ToCompleted(id, generated, QueuedMs(job, generated.WaitMs), totalMs, WorkerInfo(), request.Metadata);
         metrics.JobCompleted(result);
         LogJobCompleted(id, generated.FinishReason, generated.PromptTokens, generated.CompletionTokens, totalMs);
         return result;
@@ -129,35 +109,15 @@ public sealed partial class JobProcessor(
     {
         if (job.Timestamp is not { } published) return null;
         // AMQP timestamps have one-second resolution: never report a negative wait.
-        return Round(Math.Max(0, (job.ReceivedAt - published).TotalMilliseconds + engineWaitMs));
+        return Math.Max(0, (job.ReceivedAt - published).TotalMilliseconds + engineWaitMs);
     }
-
-    private static GenerationRequest ToGeneration(string id, JobRequest job, DateTimeOffset deadline) => new()
-    {
-        JobId = id,
-        Prompt = job.Prompt,
-        Messages = job.Messages,
-        MaxTokens = job.MaxTokens!.Value,
-        Stop = job.Stop ?? [],
-        Deadline = deadline,
-        Sampling = new SamplingParams
-        {
-            Temperature = job.Temperature ?? 0.8f,
-            TopP = job.TopP ?? 0.95f,
-            TopK = job.TopK ?? 40,
-            MinP = job.MinP ?? 0.05f,
-            RepeatPenalty = job.RepeatPenalty ?? 1.0f,
-            // A job without a seed still gets one, so its result could be reproduced from the log.
-            Seed = job.Seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue),
-        },
-    };
 
     private JobResult Fail(string id, JobError error, System.Text.Json.JsonElement? metadata, long started, long deliveryCount)
     {
         metrics.JobFailed(error.Code);
         LogJobFailed(id, error.Code, error.Message, deliveryCount);
         return JobResult.Failed(id, error, WorkerInfo(), metadata,
-            new Timings { TotalMs = Round(time.GetElapsedTime(started).TotalMilliseconds) });
+            new Timings { TotalMs = JobMapping.Round(time.GetElapsedTime(started).TotalMilliseconds) });
     }
 
     private WorkerInfo WorkerInfo()
@@ -165,9 +125,6 @@ public sealed partial class JobProcessor(
         var info = engine.Info;
         return new WorkerInfo(identity.Id, info?.Model ?? "", info?.Threads ?? 0, info?.ContextSize ?? 0, info?.Slots ?? 0, identity.Version);
     }
-
-    private static double Round(double ms) => Math.Round(ms, 3);
-    private static double Rate(int tokens, double ms) => tokens <= 0 || ms <= 0 ? 0 : Math.Round(tokens * 1000.0 / ms, 2);
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Debug, Message = "Job {JobId} started (delivery {DeliveryCount})")]
     private partial void LogJobStarted(string jobId, long deliveryCount);
