@@ -79,6 +79,13 @@ public sealed class WorkerProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = Path.GetDirectoryName(workerDll)!,
         };
+        // The worker's configuration is appsettings.json beside it plus exactly these settings: none of the
+        // caller's own RabbitMq__/Model__/Inference__/Http__ variables leak into a measurement.
+        foreach (var key in psi.Environment.Keys.Where(IsWorkerSetting).ToList())
+        {
+            psi.Environment.Remove(key);
+        }
+
         psi.Environment["Http__Port"] = port.ToString(CultureInfo.InvariantCulture);
         psi.Environment["Http__BindAddress"] = "127.0.0.1";
         // One log line per job is noise here; warnings and errors still show in OutputTail.
@@ -91,6 +98,9 @@ public sealed class WorkerProcess : IAsyncDisposable
 
         return new WorkerProcess(Process.Start(psi) ?? throw new InvalidOperationException($"could not start {dotnet} {workerDll}"), port, name);
     }
+
+    private static bool IsWorkerSetting(string variable) =>
+        new[] { "RabbitMq__", "Model__", "Inference__", "Http__", "Logging__" }.Any(p => variable.StartsWith(p, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Waits for <c>/readyz</c> to answer 200 (model loaded, broker connected, consumer running).</summary>
     public async Task WaitReadyAsync(TimeSpan timeout, CancellationToken cancellationToken)
