@@ -85,7 +85,7 @@ public sealed class SeedClaimsTests
         Assert.Contains(advice, a => a.StartsWith("Weights: q4_k_m", StringComparison.Ordinal));
     }
 
-    internal static BenchPlan Plan() => new(false, 1, 3, new JobShape(128, 32), 2, 2048, BenchRunner.AllSections, ["q4_0"], [1, 4], 1);
+    internal static BenchPlan Plan() => new(false, 1, 3, new JobShape(128, 32), 2, 2048, BenchRunner.DefaultSections, ["q4_0"], [1, 4], 1);
 }
 
 public sealed class ReportWriterTests : IDisposable

@@ -47,7 +47,7 @@ public sealed class BenchRunnerTests(MicroModelFixture micro) : IClassFixture<Mi
     [Fact]
     public async Task RunAsync_EverySection_MeasuresEveryConfiguration()
     {
-        var plan = new BenchPlan(true, 1, 2, new JobShape(16, 4), 2, 2048, BenchRunner.AllSections, ["q4_0", "f16", "q8_0"], [1, 2, 4], 1);
+        var plan = new BenchPlan(true, 1, 2, new JobShape(16, 4), 2, 2048, BenchRunner.DefaultSections, ["q4_0", "f16", "q8_0"], [1, 2, 4], 1);
         var progress = new Recorder();
         var engine = new FixedDelayEngine();
         var sections = await new BenchRunner(plan, micro.Q40Path, new FixtureModels(micro), progress,

@@ -15,13 +15,15 @@ public sealed record BatchRunResult(
 
 /// <summary>
 /// Runs n jobs at once. <see cref="RawBatchRunner"/> decodes them as n sequences of one context with
-/// LLamaSharp directly. A second implementation over the worker's IInferenceEngine (its continuous-batching
-/// scheduler, branch <c>engine</c>) belongs beside it: call GenerateAsync n times concurrently with greedy
-/// sampling and the same prompts, and report each job's wall latency; BenchRunner measures both side by side.
+/// LLamaSharp directly; <see cref="EngineBatchRunner"/> submits them to the worker's IInferenceEngine (its
+/// continuous-batching scheduler). BenchRunner measures both side by side.
 /// </summary>
-public interface IBatchRunner : IDisposable
+public interface IBatchRunner : IAsyncDisposable
 {
     string Name { get; }
+
+    /// <summary>How it runs the jobs (one sentence for the report's notes).</summary>
+    string Method { get; }
 
     /// <summary>The most jobs it can run at once.</summary>
     int MaxJobs { get; }
@@ -45,6 +47,8 @@ public sealed class RawBatchRunner : IBatchRunner
 
     public string Name => "raw LLamaSharp batched decode";
 
+    public string Method => "n sequences of one context (unified KV cache), one decode per step for all of them; the prompts are prefilled first, all together.";
+
     public int MaxJobs { get; }
 
     public Task<BatchRunResult> RunAsync(int jobs, JobShape shape, int variant, CancellationToken cancellationToken)
@@ -59,7 +63,11 @@ public sealed class RawBatchRunner : IBatchRunner
         }, cancellationToken);
     }
 
-    public void Dispose() => _context.Dispose();
+    public ValueTask DisposeAsync()
+    {
+        _context.Dispose();
+        return ValueTask.CompletedTask;
+    }
 
     internal static int RoundUp(int n, int multiple) => (n + multiple - 1) / multiple * multiple;
 }

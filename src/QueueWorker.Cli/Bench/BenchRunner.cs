@@ -36,8 +36,13 @@ public sealed class BenchRunner(
     public const string Quant = "quant";
     public const string Batch = "batch";
     public const string Blas = "blas";
+    public const string Worker = "worker";
 
-    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
+    /// <summary>What a plain <c>qw bench</c> measures: the seed's claims.</summary>
+    public static IReadOnlyList<string> DefaultSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
+
+    /// <summary>Every section; <see cref="Worker"/> (issue 3's targets through the real worker and a broker) is opt-in.</summary>
+    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Worker];
 
     public async Task<IReadOnlyList<SectionResult>> RunAsync(CancellationToken cancellationToken)
     {
@@ -52,6 +57,7 @@ public sealed class BenchRunner(
                 Quant => await RunQuantAsync(cancellationToken),
                 Batch => await RunBatchAsync(cancellationToken),
                 Blas => null, // Nothing to time: the backend is described in the report.
+                Worker => null, // WorkerBenchRunner: it needs the worker binary and a broker.
                 _ => throw new ArgumentException($"unknown section '{section}'"),
             };
             if (result is not null)
@@ -301,8 +307,8 @@ public sealed class BenchRunner(
             var notes = new List<string>
             {
                 $"n jobs of {Describe(plan.Job)} start together; aggregate tok/s = generated tokens of all jobs / wall time; job latency = each job's own wall time (median over the jobs).",
-                $"{runners[0].Name}: n sequences of one context (unified KV cache), one decode per step for all of them.",
             };
+            notes.AddRange(runners.Select(r => $"{r.Name}: {r.Method}"));
             if (runners.Count == 1)
             {
                 notes.Add("The worker's own scheduler (IInferenceEngine, continuous batching) is not in this run: it is measured by the same section through EngineBatchRunner once an engine is passed to BenchRunner.");
@@ -312,7 +318,11 @@ public sealed class BenchRunner(
         }
         finally
         {
-            runners.ForEach(r => r.Dispose());
+            foreach (var r in runners)
+            {
+                await r.DisposeAsync();
+            }
+
             progress.EndSection();
         }
     }

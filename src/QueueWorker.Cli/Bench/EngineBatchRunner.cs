@@ -6,12 +6,16 @@ namespace QueueWorker.Cli.Bench;
 /// <summary>
 /// n jobs submitted at once to the worker's engine (<see cref="IInferenceEngine"/>: continuous batching
 /// across slots, its own tokenization and sampling), greedy. Each job's latency is its own wall time from
-/// submission to result. Not used by default: qw bench needs an engine instance (branch <c>engine</c>);
-/// pass a factory to <see cref="BenchRunner"/> to measure it beside <see cref="RawBatchRunner"/>.
+/// submission to result. qw bench builds the engine as the worker does (<see cref="EngineHost"/>) and passes
+/// a factory to <see cref="BenchRunner"/> to measure it beside <see cref="RawBatchRunner"/>.
 /// </summary>
-public sealed class EngineBatchRunner(IInferenceEngine engine, BenchModel model, string name, int maxJobs, IDisposable? owner = null) : IBatchRunner
+/// <param name="owner">Stopped and disposed with the runner (e.g. the host that runs the engine).</param>
+public sealed class EngineBatchRunner(IInferenceEngine engine, BenchModel model, string name, int maxJobs, IAsyncDisposable? owner = null,
+    string? method = null) : IBatchRunner
 {
     public string Name { get; } = name;
+
+    public string Method { get; } = method ?? "n concurrent GenerateAsync calls on the worker's engine (continuous batching: its own tokenization, admission and sampling), greedy.";
 
     public int MaxJobs { get; } = maxJobs;
 
@@ -36,5 +40,5 @@ public sealed class EngineBatchRunner(IInferenceEngine engine, BenchModel model,
             results.Select(r => r.LatencyMs).ToList(), null, null);
     }
 
-    public void Dispose() => owner?.Dispose();
+    public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;
 }

@@ -74,6 +74,10 @@ public sealed class BenchModel : IDisposable
         return tokens;
     }
 
+    /// <summary>Tokens of a raw prompt as the worker renders it: BOS when the vocabulary wants one, special tokens parsed.</summary>
+    public LLamaToken[] Tokenize(string text) =>
+        Weights.NativeHandle.Tokenize(text, Weights.NativeHandle.Vocab.ShouldAddBOS, special: true, Encoding.UTF8);
+
     /// <summary>The text of <see cref="Prompt"/> without BOS, for engines that take strings (re-tokenized, it is about n tokens).</summary>
     public string PromptText(int n, int variant)
     {

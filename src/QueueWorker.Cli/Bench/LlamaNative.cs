@@ -23,21 +23,35 @@ internal static class LlamaNative
             return;
         }
 
-        NativeLibraryConfig.All.WithLogCallback((level, message) =>
-        {
-            Recent.Enqueue($"{level}: {message.TrimEnd()}");
-            while (Recent.Count > KeepLines && Recent.TryDequeue(out _))
-            {
-            }
-
-            if (_verbose || level == LLamaLogLevel.Error)
-            {
-                Console.Error.Write(message);
-            }
-        });
+        NativeLibraryConfig.All.WithLogCallback(OnLog);
 
         // Loads the native library now: LLamaQuantizer alone would not (FACTS.md).
         NativeApi.llama_empty_call();
+    }
+
+    /// <summary>
+    /// Takes llama.cpp's log back after something else set its own callback (the worker's engine routes it to its
+    /// ILogger when it starts; the callback is process-wide).
+    /// </summary>
+    public static void ReclaimLog()
+    {
+        if (Volatile.Read(ref _configured) == 1)
+        {
+            NativeLogConfig.llama_log_set(OnLog);
+        }
+    }
+
+    private static void OnLog(LLamaLogLevel level, string message)
+    {
+        Recent.Enqueue($"{level}: {message.TrimEnd()}");
+        while (Recent.Count > KeepLines && Recent.TryDequeue(out _))
+        {
+        }
+
+        if (_verbose || level == LLamaLogLevel.Error)
+        {
+            Console.Error.Write(message);
+        }
     }
 
     /// <summary>The last llama.cpp log lines, oldest first.</summary>

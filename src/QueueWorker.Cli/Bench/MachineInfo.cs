@@ -128,12 +128,22 @@ public static class ProcessMemory
 
     public static Rss Read()
     {
+        if (Read("/proc/self/status") is { } rss)
+        {
+            return rss;
+        }
+
+        var ws = Environment.WorkingSet / 1048576.0;
+        return new Rss(ws, ws, 0);
+    }
+
+    /// <summary>Reads a /proc/&lt;pid&gt;/status file (any process); null when there is none.</summary>
+    public static Rss? Read(string status)
+    {
         double total = 0, anon = 0, file = 0;
-        const string status = "/proc/self/status";
         if (!File.Exists(status))
         {
-            var ws = Environment.WorkingSet / 1048576.0;
-            return new Rss(ws, ws, 0);
+            return null;
         }
 
         foreach (var line in File.ReadLines(status))

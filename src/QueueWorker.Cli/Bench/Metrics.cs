@@ -18,6 +18,15 @@ public static class Metrics
     public const string RssAfterJobMb = "rss_after_job_mb";
     public const string FileMb = "file_mb";
     public const string SecondJobMs = "second_job_ms";
+    public const string PromptMs = "prompt_ms";
+    public const string PromptTokens = "prompt_tokens";
+    public const string CachedTokens = "cached_tokens";
+    public const string MinCachedTokens = "min_cached_tokens";
+    public const string CompletionTokens = "completion_tokens";
+    public const string WallMs = "wall_ms";
+    public const string RssMb = "rss_mb";
+    public const string RssAnonMb = "rss_anon_mb";
+    public const string RssFileMb = "rss_file_mb";
 
     /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
     public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal);
@@ -39,6 +48,15 @@ public static class Metrics
         RssAfterJobMb => "RSS after first job MB",
         FileMb => "file MB",
         SecondJobMs => "steady job ms",
+        PromptMs => "prompt ms",
+        PromptTokens => "prompt tokens",
+        CachedTokens => "cached tokens",
+        MinCachedTokens => "fewest cached tokens",
+        CompletionTokens => "completion tokens",
+        WallMs => "wall ms",
+        RssMb => "RSS MB",
+        RssAnonMb => "RSS anonymous MB",
+        RssFileMb => "RSS file-backed MB",
         _ => metric,
     };
 }

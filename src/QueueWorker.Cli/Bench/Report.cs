@@ -47,7 +47,14 @@ public sealed record BenchReport(
     BenchPlan Plan,
     IReadOnlyList<SectionResult> Sections,
     IReadOnlyList<ClaimVerdict> Claims,
-    IReadOnlyList<string> Recommendations);
+    IReadOnlyList<string> Recommendations)
+{
+    /// <summary>Issue 3's speed targets, when the worker section ran.</summary>
+    public IReadOnlyList<TargetResult> Targets { get; init; } = [];
+
+    /// <summary>How the worker section ran (null when it did not).</summary>
+    public WorkerBenchPlan? Worker { get; init; }
+}
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(BenchReport))]

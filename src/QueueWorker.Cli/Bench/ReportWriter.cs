@@ -25,7 +25,8 @@ public static class ReportWriter
         var md = new StringBuilder();
         void L(string line = "") => md.Append(line).Append('\n');
 
-        L("# qw bench: the seed's CPU optimization claims, measured");
+        var seedSections = r.Sections.Any(s => !s.Id.StartsWith(BenchRunner.Worker, StringComparison.Ordinal)) || r.Claims.Count > 0;
+        L(seedSections ? "# qw bench: the seed's CPU optimization claims, measured" : "# qw bench: the worker's throughput targets, measured");
         L();
         L(string.Create(inv, $"Run {r.StartedAt:yyyy-MM-dd HH:mm} UTC, {r.DurationSeconds / 60:F1} min: `{r.CommandLine}`"));
         L();
@@ -47,23 +48,55 @@ public static class ReportWriter
 
         L(string.Create(inv, $"- **Model**: {r.Model.Source} — `{r.Model.Path}`, {r.Model.Parameters:N0} parameters, {r.Model.Quant}, {r.Model.FileBytes / 1048576.0:F0} MiB"));
         var p = r.Plan;
-        L($"- **Method**: jobs of {p.Job.PromptTokens} prompt + {p.Job.GenTokens} generated tokens (greedy); {p.Warmup} warm-up run(s) per configuration, " +
-          $"then {p.Repetitions} repetitions round-robin over the configurations of a comparison (all in this one run); **median [min–max]**." +
-          (p.Quick ? " Quick mode: fewer and shorter runs." : ""));
-        L();
-        L("## The seed's predictions against this machine");
-        L();
-        L("| # | Seed's claim | Seed's prediction | Measured | Verdict |");
-        L("|---|---|---|---|---|");
-        var i = 1;
-        foreach (var c in r.Claims)
+        if (seedSections)
         {
-            L($"| {i++} | {Cell(c.Claim)} | {Cell(c.Prediction)} | {Cell(c.Measured)} | **{Cell(c.Verdict)}** |");
+            L($"- **Method**: jobs of {p.Job.PromptTokens} prompt + {p.Job.GenTokens} generated tokens (greedy); {p.Warmup} warm-up run(s) per configuration, " +
+              $"then {p.Repetitions} repetitions round-robin over the configurations of a comparison (all in this one run); **median [min–max]**." +
+              (p.Quick ? " Quick mode: fewer and shorter runs." : ""));
+        }
+
+        if (r.Worker is { } w)
+        {
+            L($"- **Worker benchmark**: the worker binary `{w.WorkerDll}` started per configuration on temporary queues of {w.BrokerUri}, {w.Threads} threads; " +
+              $"{w.Warmup} warm-up round(s), then {w.Repetitions} rounds of (a)–(c) with the order rotated each round; each ratio is taken within a round, " +
+              "then **median [min–max]** over the rounds; a target passes when the median meets it." + (p.Quick ? " Quick mode: fewer rounds." : ""));
         }
 
         L();
-        L("A change is a speed-up: +100% = twice as fast, −50% = half as fast. \"ranges overlap\" = the min–max ranges of the two configurations overlap: the difference may be noise, and the verdict is \"inconclusive\" unless it is under 5% (rerun on a quiet machine, or with more --reps).");
-        L();
+        if (r.Targets.Count > 0)
+        {
+            L("## Issue 3's speed targets (the worker, end to end)");
+            L();
+            L("| # | Target | Threshold | Measured | Result | Behind it |");
+            L("|---|---|---|---|---|---|");
+            var t = 1;
+            foreach (var target in r.Targets)
+            {
+                var threshold = string.Create(inv, $"{(target.Comparison == ">=" ? "≥" : "≤")} {target.Threshold:0.##} {target.Unit}");
+                var measured = target.Measured is { } st ? FormatPrecise(st) + " " + target.Unit : "—";
+                L($"| {t++} | {Cell(target.Target)} | {threshold} | {measured} | **{target.Verdict}** | {Cell(target.Detail)} |");
+            }
+
+            L();
+        }
+
+        if (seedSections)
+        {
+            L("## The seed's predictions against this machine");
+            L();
+            L("| # | Seed's claim | Seed's prediction | Measured | Verdict |");
+            L("|---|---|---|---|---|");
+            var i = 1;
+            foreach (var c in r.Claims)
+            {
+                L($"| {i++} | {Cell(c.Claim)} | {Cell(c.Prediction)} | {Cell(c.Measured)} | **{Cell(c.Verdict)}** |");
+            }
+
+            L();
+            L("A change is a speed-up: +100% = twice as fast, −50% = half as fast. \"ranges overlap\" = the min–max ranges of the two configurations overlap: the difference may be noise, and the verdict is \"inconclusive\" unless it is under 5% (rerun on a quiet machine, or with more --reps).");
+            L();
+        }
+
         if (chartWritten)
         {
             L($"![Main comparisons]({ChartFile})");
@@ -130,6 +163,13 @@ public static class ReportWriter
         return s.Median >= 100
             ? string.Create(inv, $"{s.Median:F0} [{s.Min:F0}–{s.Max:F0}]")
             : string.Create(inv, $"{s.Median:F1} [{s.Min:F1}–{s.Max:F1}]");
+    }
+
+    /// <summary>Two decimals (ratios near a threshold such as 0.9× need them).</summary>
+    public static string FormatPrecise(Stat s)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        return s.N == 1 ? s.Median.ToString("F2", inv) : string.Create(inv, $"{s.Median:F2} [{s.Min:F2}–{s.Max:F2}]");
     }
 
     private static string Cell(string s) => s.Replace("|", "\\|", StringComparison.Ordinal).ReplaceLineEndings(" ");

@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
 using LLama.Native;
+using Microsoft.Extensions.Configuration;
 using QueueWorker.Cli.Bench;
 using QueueWorker.Inference.ModelTools;
 using Spectre.Console;
@@ -16,7 +17,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         "Measures the seed's CPU optimization claims on this machine (context size, threads, mmap, quantization, batching, BLAS) " +
         "with LLamaSharp, side by side in one run, and writes results.md (prediction | measured | verdict), results.json and chart.png. " +
         "Without --model it uses a synthetic model (qw model synth: real shapes, random weights, real speed), cached between runs. " +
-        "Run it on a quiet machine: anything else using the CPU skews the numbers.";
+        "Run it on a quiet machine: anything else using the CPU skews the numbers. " +
+        "--sections worker measures issue 3's throughput targets through the real worker binary and a RabbitMQ broker instead.";
 
     internal sealed class Settings : CommandSettings
     {
@@ -44,9 +46,11 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public bool Quick { get; init; }
 
         [CommandOption("--sections <LIST>")]
-        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas.")]
+        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, worker. " +
+                     "worker (not in the default) runs the worker binary on temporary queues of a broker and checks issue 3's targets: " +
+                     "one job vs LLamaSharp's raw loop, 8 jobs with 4 slots vs 1, a shared prompt prefix, RSS after 50 vs 500 jobs.")]
         [DefaultValue("context,threads,mmap,quant,batch,blas")]
-        public string Sections { get; init; } = string.Join(',', BenchRunner.AllSections);
+        public string Sections { get; init; } = string.Join(',', BenchRunner.DefaultSections);
 
         [CommandOption("--quants <LIST>")]
         [Description("Weight formats compared by the quant section.")]
@@ -102,11 +106,34 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         [DefaultValue(42UL)]
         public ulong Seed { get; init; } = 42;
 
+        [CommandOption("--worker-dll <FILE>")]
+        [Description("worker section: the worker binary (default: src/QueueWorker/bin/<configuration of qw>/net10.0/QueueWorker.dll of this repository).")]
+        public string? WorkerDll { get; init; }
+
+        [CommandOption("--broker-uri <URI>")]
+        [Description("worker section: the RabbitMQ broker (default: RabbitMq:Uri of qw's configuration, appsettings.json or RabbitMq__Uri). Only uniquely named temporary queues are used, and deleted.")]
+        public string? BrokerUri { get; init; }
+
+        [CommandOption("--memory-model <GGUF>")]
+        [Description("worker section: the model of the memory measurement (small jobs, many of them).")]
+        [DefaultValue(DefaultMemoryModel)]
+        public string MemoryModel { get; init; } = DefaultMemoryModel;
+
+        [CommandOption("--memory-jobs <FIRST,TOTAL>")]
+        [Description("worker section: RSS is read after FIRST jobs and after TOTAL jobs.")]
+        [DefaultValue("50,500")]
+        public string MemoryJobs { get; init; } = "50,500";
+
         [CommandOption("--verbose")]
         [Description("Show llama.cpp's log.")]
         public bool Verbose { get; init; }
 
+        public const string DefaultMemoryModel = "../shared/models/stories260K.gguf";
+
         public IReadOnlyList<string> SectionList => Split(Sections);
+
+        public IReadOnlyList<int> MemoryJobList => Split(MemoryJobs)
+            .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : -1).ToList();
         public IReadOnlyList<string> QuantList => Split(Quants);
 
         public IReadOnlyList<int> BatchJobList => Split(BatchJobs)
@@ -149,6 +176,34 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             if (PromptTokens is 1)
             {
                 return ValidationResult.Error("--prompt-tokens: at least 2");
+            }
+
+            if (SectionList.Contains(BenchRunner.Worker))
+            {
+                if (MemoryJobList is not [>= 1 and var first, var total] || total <= first)
+                {
+                    return ValidationResult.Error($"--memory-jobs: '{MemoryJobs}' must be FIRST,TOTAL with 1 <= FIRST < TOTAL");
+                }
+
+                if (!File.Exists(MemoryModel))
+                {
+                    return ValidationResult.Error($"--memory-model: file not found: {Path.GetFullPath(MemoryModel)}");
+                }
+
+                if (WorkerDll is not null && !File.Exists(WorkerDll))
+                {
+                    return ValidationResult.Error($"--worker-dll: file not found: {Path.GetFullPath(WorkerDll)}");
+                }
+
+                if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
+                {
+                    return ValidationResult.Error("--worker-dll: no worker binary found beside this qw (build src/QueueWorker in the same configuration, or give its QueueWorker.dll)");
+                }
+
+                if (BrokerUri is not null && !System.Uri.TryCreate(BrokerUri, UriKind.Absolute, out _))
+                {
+                    return ValidationResult.Error($"--broker-uri: '{BrokerUri}' is not an absolute URI (amqp://user:password@host:5672/vhost)");
+                }
             }
 
             if (Model is not null && !File.Exists(Model))
@@ -243,17 +298,27 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             fileType is { } ft ? ((LLamaFtype)ft).ToString() : "unknown");
         console.MarkupLine($"Model: [bold]{Markup.Escape(modelInfo.Source)}[/], {modelInfo.Parameters:N0} parameters, {modelInfo.Quant}");
 
+        var workerPlan = plan.Sections.Contains(BenchRunner.Worker) ? WorkerPlan(settings, plan, mainModel) : null;
         IReadOnlyList<SectionResult> sections = [];
+        WorkerBenchResult? worker = null;
         await console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
             .StartAsync(async ctx =>
             {
-                var runner = new BenchRunner(plan, mainModel, cache, new SpectreBenchProgress(ctx));
+                // The batching section measures the worker's own engine beside raw LLamaSharp.
+                var runner = new BenchRunner(plan, mainModel, cache, new SpectreBenchProgress(ctx),
+                    [(model, ct) => EngineHost.CreateBatchRunnerAsync(mainModel, model, plan, ct)]);
                 sections = await runner.RunAsync(cancellationToken);
+                if (workerPlan is not null)
+                {
+                    worker = await new WorkerBenchRunner(workerPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
+                }
             });
 
         var backend = BackendInfo.Collect();
+        // A worker-only run judges issue 3's targets, not the seed's claims (the BLAS verdict needs no measurement at all).
+        var seedRun = plan.Sections.Any(BenchRunner.DefaultSections.Contains);
         var report = new BenchReport(
             "qw bench",
             started,
@@ -264,9 +329,13 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             backend,
             modelInfo,
             plan,
-            sections,
-            SeedClaims.Evaluate(sections, backend),
-            SeedClaims.Recommend(sections, plan));
+            [.. sections, .. worker?.Sections ?? []],
+            seedRun ? SeedClaims.Evaluate(sections, backend) : [],
+            seedRun ? SeedClaims.Recommend(sections, plan) : [])
+        {
+            Targets = worker?.Targets ?? [],
+            Worker = workerPlan is null ? null : workerPlan with { BrokerUri = BenchBroker.Redact(workerPlan.BrokerUri) },
+        };
 
         Directory.CreateDirectory(settings.Out);
         var chart = ChartWriter.TryWrite(report, Path.Combine(settings.Out, ReportWriter.ChartFile));
@@ -280,10 +349,57 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             table.AddRow(Markup.Escape(c.Claim), Markup.Escape(c.Prediction), Markup.Escape(measured), Markup.Escape(c.Verdict));
         }
 
-        console.Write(table);
+        if (report.Claims.Count > 0)
+        {
+            console.Write(table);
+        }
+
+        if (report.Targets.Count > 0)
+        {
+            var targets = new Table().AddColumns("Issue 3 target", "Threshold", "Measured", "Result");
+            foreach (var t in report.Targets)
+            {
+                var threshold = string.Create(CultureInfo.InvariantCulture, $"{(t.Comparison == ">=" ? "≥" : "≤")} {t.Threshold:0.##} {t.Unit}");
+                var measured = t.Measured is { } st ? ReportWriter.FormatPrecise(st) + " " + t.Unit : "—";
+                targets.AddRow(Markup.Escape(t.Target), Markup.Escape(threshold), Markup.Escape(measured),
+                    t.Passed switch { true => "[green]✓ pass[/]", false => "[red]✗ fail[/]", null => "not measured" });
+            }
+
+            console.Write(targets);
+        }
+
         console.MarkupLine($"Wrote [bold]{Markup.Escape(Path.GetFullPath(settings.Out))}[/]: {ReportWriter.MarkdownFile}, {ReportWriter.JsonFile}" +
                            (chart ? $", {ReportWriter.ChartFile}" : "") + $" in {clock.Elapsed.TotalMinutes:F1} min.");
         return 0;
+    }
+
+    /// <summary>Issue 3's shapes: 8 jobs of ~60 + 48 tokens, a ~150-token shared instruction, the bench's job shape for one job alone.</summary>
+    private static WorkerBenchPlan WorkerPlan(Settings settings, BenchPlan plan, string mainModel)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
+            .AddEnvironmentVariables()
+            .Build();
+        var broker = settings.BrokerUri ?? configuration["RabbitMq:Uri"] ?? "amqp://guest:guest@127.0.0.1:5672/";
+        var workerDll = Path.GetFullPath(settings.WorkerDll ?? WorkerProcess.FindWorkerDll(AppContext.BaseDirectory)!);
+        return new WorkerBenchPlan(
+            workerDll,
+            broker,
+            Path.GetFullPath(mainModel),
+            plan.AllThreads,
+            plan.Warmup,
+            plan.Repetitions,
+            SingleJob: plan.Job,
+            SlotJobs: 8,
+            SlotJob: new JobShape(60, 48),
+            ManySlots: 4,
+            PrefixJobs: 8,
+            PrefixTokens: 150,
+            PrefixTailTokens: 12,
+            PrefixGenTokens: 8,
+            Path.GetFullPath(settings.MemoryModel),
+            settings.MemoryJobList[0],
+            settings.MemoryJobList[1]);
     }
 
     /// <summary>One progress bar per section; each step is one measured (or warm-up) run.</summary>
