@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using QueueWorker.Contracts;
 using QueueWorker.Inference;
+using QueueWorker.Hosting;
 using QueueWorker.Messaging;
 
 namespace QueueWorker.Processing;
@@ -38,6 +39,9 @@ public sealed partial class JobProcessor(
         var parsed = rejection is null ? JobParser.Parse(job.Body.Span, _limits, fallbackId) : null;
         var id = parsed?.Id ?? fallbackId;
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["JobId"] = id });
+        using var activity = WorkerTelemetry.Source.StartActivity("job", ActivityKind.Internal);
+        activity?.SetTag("queueworker.job.id", id);
+        activity?.SetTag("queueworker.job.delivery_count", job.DeliveryCount);
 
         var error = rejection ?? parsed!.Error;
         if (error is not null)
@@ -52,13 +56,21 @@ public sealed partial class JobProcessor(
 
         LogJobStarted(id, job.DeliveryCount);
         GenerationResult generated;
-        try
+        using (var inference = WorkerTelemetry.Source.StartActivity("inference"))
         {
-            generated = await engine.GenerateAsync(JobMapping.ToGeneration(id, request, deadline), cancellationToken);
-        }
-        catch (InferenceException ex)
-        {
-            return Fail(id, JobMapping.ToError(ex), request.Metadata, started, job.DeliveryCount);
+            try
+            {
+                generated = await engine.GenerateAsync(JobMapping.ToGeneration(id, request, deadline), cancellationToken);
+            }
+            catch (InferenceException ex)
+            {
+                inference?.SetStatus(ActivityStatusCode.Error, ex.Code);
+                return Fail(id, JobMapping.ToError(ex), request.Metadata, started, job.DeliveryCount);
+            }
+            inference?.SetTag("gen_ai.usage.input_tokens", generated.PromptTokens);
+            inference?.SetTag("gen_ai.usage.output_tokens", generated.CompletionTokens);
+            inference?.SetTag("queueworker.cached_tokens", generated.CachedTokens);
+            inference?.SetTag("queueworker.finish_reason", generated.FinishReason);
         }
 
         var totalMs = time.GetElapsedTime(started).TotalMilliseconds;
@@ -114,6 +126,7 @@ public sealed partial class JobProcessor(
 
     private JobResult Fail(string id, JobError error, System.Text.Json.JsonElement? metadata, long started, long deliveryCount)
     {
+        Activity.Current?.SetTag("queueworker.error.code", error.Code);
         metrics.JobFailed(error.Code);
         LogJobFailed(id, error.Code, error.Message, deliveryCount);
         return JobResult.Failed(id, error, WorkerInfo(), metadata,
