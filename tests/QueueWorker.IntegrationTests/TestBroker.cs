@@ -24,9 +24,12 @@ public sealed class TestBroker : IAsyncDisposable
 
     public IChannel Channel => _channel;
 
-    public static async Task<TestBroker> ConnectAsync()
+    public static Task<TestBroker> ConnectAsync() => ConnectAsync(TestEnvironment.RabbitMqUri);
+
+    /// <summary>Connects to the broker at <paramref name="uri"/> (e.g. a test's private broker). The client recovers the connection by itself.</summary>
+    public static async Task<TestBroker> ConnectAsync(string uri)
     {
-        var factory = new ConnectionFactory { Uri = new Uri(TestEnvironment.RabbitMqUri), ClientProvidedName = "queueworker-tests" };
+        var factory = new ConnectionFactory { Uri = new Uri(uri), ClientProvidedName = "queueworker-tests", NetworkRecoveryInterval = TimeSpan.FromSeconds(1) };
         IConnection connection;
         try
         {
@@ -35,7 +38,7 @@ public sealed class TestBroker : IAsyncDisposable
         catch (Exception ex)
         {
             throw new InvalidOperationException(
-                $"RabbitMQ is not reachable at {TestEnvironment.RabbitMqUri} ({ex.Message}). Start it with ops/rabbitmq/start-local.sh (test.sh does).", ex);
+                $"RabbitMQ is not reachable at {uri} ({ex.Message}). Start it with ops/rabbitmq/start-local.sh (test.sh does).", ex);
         }
         var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         return new TestBroker(connection, channel);
@@ -87,6 +90,16 @@ public sealed class TestBroker : IAsyncDisposable
 
     public async Task<uint> MessageCountAsync(string queue) => (await _channel.QueueDeclarePassiveAsync(queue)).MessageCount;
 
+    /// <summary>Takes one message from <paramref name="queue"/> (acked at once), or null when it is empty.</summary>
+    public async Task<BasicGetResult?> GetAsync(string queue)
+    {
+        await using var channel = await _connection.CreateChannelAsync();
+        var message = await channel.BasicGetAsync(queue, autoAck: true);
+        // The body buffer belongs to the client: keep a copy.
+        return message is null ? null : new BasicGetResult(message.DeliveryTag, message.Redelivered, message.Exchange, message.RoutingKey,
+            message.MessageCount, message.BasicProperties, message.Body.ToArray());
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var queue in _ownedQueues)
@@ -126,6 +139,20 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
             throw new TimeoutException($"Expected {count} results within {timeout.TotalSeconds:F0} s, got {_results.Count}.");
         }
         return _results.ToArray();
+    }
+
+    /// <summary>Waits until every one of <paramref name="ids"/> has at least one result.</summary>
+    public async Task WaitForIdsAsync(IReadOnlyCollection<string> ids, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        while (true)
+        {
+            var seen = _results.Select(r => r.Result.Id).ToHashSet(StringComparer.Ordinal);
+            var missing = ids.Count(id => !seen.Contains(id));
+            if (missing == 0) return;
+            try { await _arrived.WaitAsync(cts.Token); }
+            catch (OperationCanceledException) { throw new TimeoutException($"{missing} of {ids.Count} jobs still without a result after {timeout.TotalSeconds:F0} s ({_results.Count} results in all)."); }
+        }
     }
 
     public async Task<ReceivedResult> WaitForIdAsync(string id, TimeSpan timeout)
