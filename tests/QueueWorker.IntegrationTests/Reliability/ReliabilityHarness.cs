@@ -116,6 +116,24 @@ public sealed class ReliabilityHarness : IAsyncDisposable
     public static Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan timeout, TimeSpan? poll = null) =>
         WaitUntilAsync(() => Task.FromResult(condition()), what, timeout, poll);
 
+    /// <summary>
+    /// Waits until the jobs queue holds <paramref name="ready"/> ready and <paramref name="unacked"/> unacknowledged
+    /// messages. rabbitmqctl's quorum queue figures are refreshed every few seconds, so they are polled, not read once.
+    /// </summary>
+    public async Task WaitForJobsQueueAsync(long ready, long unacked, string what, TimeSpan? timeout = null)
+    {
+        (long Ready, long Unacked) last = (-1, -1);
+        try
+        {
+            await WaitUntilAsync(async () => (last = await Ctl.QueueCountsAsync(JobsQueue)) == (ready, unacked),
+                what, timeout ?? TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(500));
+        }
+        catch (TimeoutException ex)
+        {
+            throw new TimeoutException($"{ex.Message} Jobs queue: expected {ready} ready + {unacked} unacked, last seen {last.Ready} + {last.Unacked}.");
+        }
+    }
+
     /// <summary>Checks the promise over <see cref="Results"/>: every job id has a completed result, nothing else arrived,
     /// and every duplicate carries its job id as message_id. Logs and returns the figures.</summary>
     public LedgerReport AssertEveryJobCompletedOnce(IReadOnlyCollection<string> sent, string scenario)
