@@ -21,7 +21,8 @@ public sealed class RabbitMqFixture : IAsyncLifetime, IAsyncDisposable
     {
     }
 
-    public RabbitMqFixture(string uri) => Uri = uri;
+    // Not public: xunit requires a collection fixture to have a single public constructor (a second one failed every test of the collection).
+    internal RabbitMqFixture(string uri) => Uri = uri;
 
     public string Uri { get; }
 
