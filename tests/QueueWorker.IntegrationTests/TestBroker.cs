@@ -78,17 +78,30 @@ public sealed class TestBroker : IAsyncDisposable
         var channel = await _connection.CreateChannelAsync();
         var collector = new ResultCollector(channel);
         var consumer = new AsyncEventingBasicConsumer(channel);
-        consumer.ReceivedAsync += (_, ea) =>
+        consumer.ReceivedAsync += async (_, ea) =>
         {
             collector.Add(new ReceivedResult(JobSerializer.DeserializeResult(ea.Body.Span), ea.BasicProperties.MessageId, ea.BasicProperties.CorrelationId,
                 ea.BasicProperties.ContentType, ea.BasicProperties.DeliveryMode == DeliveryModes.Persistent));
-            return Task.CompletedTask;
+            // Acked once recorded: a result in flight when the connection drops is redelivered, not lost to the test.
+            try { await channel.BasicAckAsync(ea.DeliveryTag, multiple: false); } catch (Exception) { /* redelivered after recovery */ }
         };
-        await channel.BasicConsumeAsync(queue, autoAck: true, consumer);
+        await channel.BasicConsumeAsync(queue, autoAck: false, consumer);
         return collector;
     }
 
     public async Task<uint> MessageCountAsync(string queue) => (await _channel.QueueDeclarePassiveAsync(queue)).MessageCount;
+
+    /// <summary>Reads the first message of <paramref name="queue"/> and puts it back (as an operator inspecting a queue would), or null when it is empty.</summary>
+    public async Task<BasicGetResult?> PeekAsync(string queue)
+    {
+        await using var channel = await _connection.CreateChannelAsync();
+        var message = await channel.BasicGetAsync(queue, autoAck: false);
+        if (message is null) return null;
+        var copy = new BasicGetResult(message.DeliveryTag, message.Redelivered, message.Exchange, message.RoutingKey,
+            message.MessageCount, message.BasicProperties, message.Body.ToArray());
+        await channel.BasicNackAsync(message.DeliveryTag, multiple: false, requeue: true);
+        return copy;
+    }
 
     /// <summary>Takes one message from <paramref name="queue"/> (acked at once), or null when it is empty.</summary>
     public async Task<BasicGetResult?> GetAsync(string queue)

@@ -75,6 +75,14 @@ public sealed class WorkerProcess : IAsyncDisposable
         throw new TimeoutException($"The worker was not ready within {timeout.TotalSeconds:F0} s:\n{Output}");
     }
 
+    /// <summary>The body of <paramref name="path"/> whatever the status (e.g. <c>/readyz</c> answers 503 with its reasons).</summary>
+    public async Task<string> GetBodyAsync(string path)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        using var response = await http.GetAsync($"http://127.0.0.1:{HttpPort}{path}");
+        return await response.Content.ReadAsStringAsync();
+    }
+
     public async Task<string> GetAsync(string path)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };

@@ -28,7 +28,7 @@ public sealed class ConnectionFaultTests(ITestOutputHelper output)
         await ReliabilityHarness.WaitUntilAsync(async () => (pidAfter = await h.Ctl.FindConnectionPidAsync(h.ClientName)) is { } p && p != pidBefore,
             "the worker's new connection", TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(250));
         h.Log($"reconnected as {pidAfter} after {closedAt.Elapsed.TotalSeconds:F1} s");
-        await ReliabilityHarness.WaitUntilAsync(async () => (await worker.GetAsync("/readyz")).Contains("\"consumer_running\":true"),
+        await ReliabilityHarness.WaitUntilAsync(async () => (await worker.GetBodyAsync("/readyz")).Contains("\"consumer_running\":true"),
             "the worker consumes again (/readyz)", TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(250));
         h.Log($"ready again after {closedAt.Elapsed.TotalSeconds:F1} s");
 
