@@ -26,6 +26,10 @@ public sealed class PrivateBroker : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Port = FreePortPair();
+        // The node's own plugin list (not the machine's /etc/rabbitmq/enabled_plugins): the shovel, for the DLQ replay test.
+        Directory.CreateDirectory(StateDirectory);
+        var plugins = Path.Combine(StateDirectory, "enabled_plugins");
+        await File.WriteAllTextAsync(plugins, "[rabbitmq_shovel].\n");
         var script = Path.Combine(TestEnvironment.RepositoryRoot, "ops", "rabbitmq", "start-local.sh");
         var (code, output) = await ProcessRunner.RunAsync(script, [], new()
         {
@@ -33,6 +37,7 @@ public sealed class PrivateBroker : IAsyncLifetime
             ["QW_RABBITMQ_PORT"] = Port.ToString(CultureInfo.InvariantCulture),
             ["QW_RABBITMQ_STATE"] = StateDirectory,
             ["QW_RABBITMQ_START_TIMEOUT"] = "240",
+            ["RABBITMQ_ENABLED_PLUGINS_FILE"] = plugins,
         }, TimeSpan.FromMinutes(5));
         if (code != 0)
             throw new InvalidOperationException($"ops/rabbitmq/start-local.sh could not start a private broker {Node} on port {Port} (exit {code}):\n{output}");

@@ -131,6 +131,52 @@ public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper o
         Assert.DoesNotContain("RabbitMQ connection lost", worker.Output);
     }
 
+    [Fact]
+    public async Task DeadLetteredJob_ReplayedWithShovel_Completes()
+    {
+        await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl);
+        h.Settings["Inference:Slots"] = "1";
+        h.Settings["RabbitMq:DeliveryLimit"] = "1";
+        h.Settings["RabbitMq:PublishRetries"] = "1";
+        var worker = await h.StartWorkerAsync();
+        // Jobs end in the DLQ the quickest way: the results queue refuses their results (2 deliveries, then dead-lettered).
+        var full = "qw-rel-full-" + Guid.NewGuid().ToString("N")[..8];
+        await broker.Ctl.RunAsync("set_policy", "--apply-to", "queues", "--priority", "1000", full,
+            "^" + Regex.Escape(h.ResultsQueue) + "$", """{"max-length":0,"overflow":"reject-publish"}""");
+        try
+        {
+            async Task<string> DeadLetterOneAsync(string prefix)
+            {
+                var id = (await h.PublishJobsAsync(1, maxTokens: 4, prefix: prefix)).Single();
+                await ReliabilityHarness.WaitUntilAsync(async () => await h.Broker.MessageCountAsync(h.DeadLetterQueue) == 1,
+                    $"job {id} in the DLQ", TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(250));
+                return id;
+            }
+
+            // The replay docs/reliability.md gives: a shovel moves what the DLQ holds back to the jobs queue, then deletes itself.
+            var replayed = await DeadLetterOneAsync("shovel-replay");
+            await broker.Ctl.RunAsync("clear_policy", full); // the cause is fixed
+            var shovel = "qw-rel-dlq-replay-" + Guid.NewGuid().ToString("N")[..8];
+            var replayAt = Stopwatch.StartNew();
+            await broker.Ctl.RunAsync("set_parameter", "shovel", shovel, $$"""
+                {"src-protocol":"amqp091","src-uri":"amqp://","src-queue":"{{h.DeadLetterQueue}}","src-delete-after":"queue-length",
+                 "dest-protocol":"amqp091","dest-uri":"amqp://","dest-queue":"{{h.JobsQueue}}"}
+                """);
+            var result = await h.Results.WaitForIdAsync(replayed, TimeSpan.FromSeconds(120));
+            h.Log($"shovel replay: job {replayed} completed {replayAt.Elapsed.TotalSeconds:F1} s after the shovel was declared");
+            Assert.Equal(JobStatus.Completed, result.Result.Status);
+            Assert.Equal(replayed, result.MessageId);
+            Assert.Equal(0u, await h.Broker.MessageCountAsync(h.DeadLetterQueue));
+            await ReliabilityHarness.WaitUntilAsync(async () => !(await broker.Ctl.RunAsync("list_parameters", "-q")).Contains(shovel),
+                "the shovel deletes itself once the DLQ's messages are moved", TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(500));
+            Assert.Single(h.Results.All);
+        }
+        finally
+        {
+            await broker.Ctl.TryRunAsync("clear_policy", full);
+        }
+    }
+
     /// <summary>A valid job whose metadata pads the body to <paramref name="bytes"/>.</summary>
     private static byte[] Padded(int bytes)
     {

@@ -47,12 +47,14 @@ public sealed class ShutdownTests(ITestOutputHelper output)
     public async Task Sigterm_GraceExpires_InFlightJobsRequeuedAndFinishedByNextWorker()
     {
         await using var h = await ReliabilityHarness.CreateAsync(output);
-        const int Grace = 1;
+        // No grace at all: whatever runs at SIGTERM is cancelled and requeued at once, however fast the machine is.
+        const int Grace = 0;
         h.Settings["RabbitMq:ShutdownGraceSeconds"] = Grace.ToString();
+        h.Settings["Inference:ContextSize"] = "2048";
+        h.Settings["Inference:MaxTokens"] = "1024";
         var first = await h.StartWorkerAsync();
-        const int Jobs = 4;
-        // Long jobs: they cannot finish within the 1 s grace.
-        var ids = await h.PublishJobsAsync(Jobs, maxTokens: 500, prefix: "term-requeue");
+        const int Jobs = 2;
+        var ids = await h.PublishJobsAsync(Jobs, maxTokens: 1000, prefix: "term-requeue");
 
         var inFlight = await WaitForJobsInFlightAsync(h, first, requireResult: false);
         first.Terminate();
