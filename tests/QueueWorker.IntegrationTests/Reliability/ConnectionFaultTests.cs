@@ -14,15 +14,15 @@ public sealed class ConnectionFaultTests(ITestOutputHelper output)
         var worker = await h.StartWorkerAsync();
         var pidBefore = await h.Ctl.ConnectionPidAsync(h.ClientName);
         const int Jobs = 10;
-        var ids = await h.PublishJobsAsync(Jobs, maxTokens: 120, prefix: "close");
+        var ids = await h.PublishJobsAsync(Jobs, await h.CalibrateMaxTokensAsync(), prefix: "close");
 
         await ReliabilityHarness.WaitUntilAsync(async () =>
-            h.Results.All.Count >= 1 && await worker.MetricAsync("queueworker_jobs_in_flight") >= 1,
+            h.JobResults.Count >= 1 && await worker.MetricAsync("queueworker_jobs_in_flight") >= 1,
             "a first result while jobs are in flight", TimeSpan.FromSeconds(180), TimeSpan.FromMilliseconds(50));
         // Only this worker's connection: other helpers share the broker.
         await h.Ctl.RunAsync("close_connection", pidBefore, "reliability test: broker closes the worker's connection");
         var closedAt = Stopwatch.StartNew();
-        h.Log($"closed connection {pidBefore} with {h.Results.All.Count} of {Jobs} results in");
+        h.Log($"closed connection {pidBefore} with {h.JobResults.Count} of {Jobs} results in");
 
         string? pidAfter = null;
         await ReliabilityHarness.WaitUntilAsync(async () => (pidAfter = await h.Ctl.FindConnectionPidAsync(h.ClientName)) is { } p && p != pidBefore,
@@ -32,7 +32,7 @@ public sealed class ConnectionFaultTests(ITestOutputHelper output)
             "the worker consumes again (/readyz)", TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(250));
         h.Log($"ready again after {closedAt.Elapsed.TotalSeconds:F1} s");
 
-        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromSeconds(240));
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromMinutes(10));
         h.Log($"all {Jobs} jobs done {closedAt.Elapsed.TotalSeconds:F1} s after the close");
         h.AssertEveryJobCompletedOnce(ids, "connection closed by broker");
         Assert.False(worker.HasExited, "the worker must not exit when the broker closes its connection");
@@ -58,17 +58,18 @@ public sealed class ConnectionFaultTests(ITestOutputHelper output)
         var table = await h.Ctl.RunAsync("list_connections", "-q", "pid", "timeout");
         Assert.Contains($"{pid}\t{Heartbeat}", table); // the broker agreed to the short heartbeat
 
-        // Generation on every core for well over ten heartbeat intervals.
+        // Generation on every core for well over ten heartbeat intervals, in jobs of a few seconds each.
+        var maxTokens = await h.CalibrateMaxTokensAsync(secondsPerJob: 3);
         var busy = Stopwatch.StartNew();
         var ids = new List<string>();
         var minimum = TimeSpan.FromSeconds(12 * Heartbeat);
         while (busy.Elapsed < minimum)
         {
-            var batch = await h.PublishJobsAsync(2, maxTokens: 400, prefix: "busy");
+            var batch = await h.PublishJobsAsync(2, maxTokens, prefix: "busy");
             ids.AddRange(batch);
-            await h.Results.WaitForIdsAsync(batch, TimeSpan.FromSeconds(300));
+            await h.Results.WaitForIdsAsync(batch, TimeSpan.FromMinutes(10));
         }
-        h.Log($"{ids.Count} jobs of 400 tokens on {Environment.ProcessorCount} threads kept the CPU busy for {busy.Elapsed.TotalSeconds:F1} s (heartbeat {Heartbeat} s)");
+        h.Log($"{ids.Count} jobs of {maxTokens} tokens on {Environment.ProcessorCount} threads kept the CPU busy for {busy.Elapsed.TotalSeconds:F1} s (heartbeat {Heartbeat} s)");
 
         h.AssertEveryJobCompletedOnce(ids, "heartbeats under load");
         Assert.Equal(pid, await h.Ctl.FindConnectionPidAsync(h.ClientName));

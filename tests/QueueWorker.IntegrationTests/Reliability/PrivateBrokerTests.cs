@@ -20,16 +20,16 @@ public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper o
         await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl);
         var worker = await h.StartWorkerAsync();
         const int Jobs = 10;
-        var ids = await h.PublishJobsAsync(Jobs, maxTokens: 120, prefix: "restart");
+        var ids = await h.PublishJobsAsync(Jobs, await h.CalibrateMaxTokensAsync(), prefix: "restart");
         await ReliabilityHarness.WaitUntilAsync(async () =>
-            h.Results.All.Count >= 1 && await worker.MetricAsync("queueworker_jobs_in_flight") >= 1,
+            h.JobResults.Count >= 1 && await worker.MetricAsync("queueworker_jobs_in_flight") >= 1,
             "a first result while jobs are in flight", TimeSpan.FromSeconds(180), TimeSpan.FromMilliseconds(50));
 
         await broker.Ctl.RunAsync("stop_app");
         var stoppedAt = Stopwatch.StartNew();
         try
         {
-            h.Log($"broker app stopped with {h.Results.All.Count} of {Jobs} results in");
+            h.Log($"broker app stopped with {h.JobResults.Count} of {Jobs} results in");
             await ReliabilityHarness.WaitUntilAsync(async () => (await worker.GetBodyAsync("/readyz")).Contains("\"broker_connected\":false"),
                 "the worker sees the broker go", TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
             await Task.Delay(TimeSpan.FromSeconds(5)); // several failed recovery attempts while the app is down
@@ -44,7 +44,7 @@ public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper o
         await ReliabilityHarness.WaitUntilAsync(async () => (await worker.GetBodyAsync("/readyz")).Contains("\"consumer_running\":true"),
             "the worker consumes again (/readyz)", TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(250));
         h.Log($"worker consuming again {startedAt.Elapsed.TotalSeconds:F1} s after start_app");
-        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromSeconds(300));
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromMinutes(10));
         h.Log($"all {Jobs} jobs done {startedAt.Elapsed.TotalSeconds:F1} s after start_app");
         h.AssertEveryJobCompletedOnce(ids, "broker app restart");
         Assert.False(worker.HasExited, "the worker must not exit when the broker restarts");
@@ -125,8 +125,8 @@ public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper o
         }
 
         var ids = await h.PublishJobsAsync(1, maxTokens: 4, prefix: "after-huge");
-        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromSeconds(60));
-        Assert.DoesNotContain(h.Results.All, r => r.Result.Id == "huge");
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromMinutes(10));
+        Assert.DoesNotContain(h.JobResults, r => r.Result.Id == "huge");
         Assert.False(worker.HasExited);
         Assert.DoesNotContain("RabbitMQ connection lost", worker.Output);
     }
@@ -169,7 +169,7 @@ public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper o
             Assert.Equal(0u, await h.Broker.MessageCountAsync(h.DeadLetterQueue));
             await ReliabilityHarness.WaitUntilAsync(async () => !(await broker.Ctl.RunAsync("list_parameters", "-q")).Contains(shovel),
                 "the shovel deletes itself once the DLQ's messages are moved", TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(500));
-            Assert.Single(h.Results.All);
+            Assert.Single(h.JobResults);
         }
         finally
         {

@@ -34,7 +34,7 @@ public sealed class PublishFailureTests(ITestOutputHelper output)
             Assert.True(retries.Count >= 2, $"expected 2 retries before the nack, saw {retries.Count}");
             await ReliabilityHarness.WaitUntilAsync(async () => await h.Ctl.QueueCountsAsync(h.JobsQueue) is (1, 0) or (0, 1),
                 "the job still in the jobs queue (ready or held), not acked", TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(500));
-            Assert.Empty(h.Results.All);
+            Assert.Empty(h.JobResults);
             Assert.Equal(0u, await h.Broker.MessageCountAsync(h.DeadLetterQueue));
             await ReliabilityHarness.WaitUntilAsync(() => worker.Output.Contains($"Job {id} received (delivery 1,"),
                 "the requeued job is delivered again", TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(200));
@@ -46,7 +46,7 @@ public sealed class PublishFailureTests(ITestOutputHelper output)
             h.Log($"result confirmed {fixedAt.Elapsed.TotalSeconds:F1} s after the results queue accepted messages again");
             await Task.Delay(TimeSpan.FromSeconds(2)); // a duplicate would show up here
             h.AssertEveryJobCompletedOnce([id], "results queue rejecting publishes");
-            Assert.Single(h.Results.All);
+            Assert.Single(h.JobResults);
             await h.WaitForJobsQueueAsync(0, 0, "the job acked");
             Assert.Equal(0u, await h.Broker.MessageCountAsync(h.DeadLetterQueue));
         }
@@ -77,7 +77,7 @@ public sealed class PublishFailureTests(ITestOutputHelper output)
                 "the job in the dead-letter queue", TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(250));
             h.Log($"results outage: job dead-lettered after {started.Elapsed.TotalSeconds:F1} s " +
                   $"({Regex.Matches(worker.Output, $"Could not publish the result {Regex.Escape(id)}").Count} nacks)");
-            Assert.Empty(h.Results.All);
+            Assert.Empty(h.JobResults);
             Assert.Equal(0u, await h.Broker.MessageCountAsync(h.JobsQueue));
             var dead = await h.Broker.GetAsync(h.DeadLetterQueue);
             Assert.Equal(id, dead!.BasicProperties.MessageId);

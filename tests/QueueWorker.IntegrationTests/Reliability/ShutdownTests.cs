@@ -15,12 +15,12 @@ public sealed class ShutdownTests(ITestOutputHelper output)
         h.Settings["RabbitMq:ShutdownGraceSeconds"] = Grace.ToString();
         var first = await h.StartWorkerAsync();
         const int Jobs = 8;
-        var ids = await h.PublishJobsAsync(Jobs, maxTokens: 150, prefix: "term");
+        var ids = await h.PublishJobsAsync(Jobs, await h.CalibrateMaxTokensAsync(), prefix: "term");
 
         var inFlight = await WaitForJobsInFlightAsync(h, first);
         first.Terminate();
         var terminatedAt = Stopwatch.StartNew();
-        var resultsAtTerm = h.Results.All.Count;
+        var resultsAtTerm = h.JobResults.Count;
         var code = await first.WaitForExitAsync(TimeSpan.FromSeconds(Grace + 30));
         var exitSeconds = terminatedAt.Elapsed.TotalSeconds;
         h.Log($"SIGTERM with {inFlight} job(s) in flight, {resultsAtTerm} results in: exit {code} after {exitSeconds:F1} s");
@@ -32,13 +32,13 @@ public sealed class ShutdownTests(ITestOutputHelper output)
         Assert.DoesNotContain("Grace period over", first.Output);
         // The jobs it held were finished by it before it exited; it took no new ones after SIGTERM.
         await Task.Delay(TimeSpan.FromSeconds(1));
-        var byFirst = h.Results.All.Count(r => r.Result.Worker?.Id == h.WorkerId(1));
+        var byFirst = h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(1));
         Assert.True(byFirst >= resultsAtTerm + 1, $"the jobs in flight at SIGTERM finish on the first worker ({byFirst} results by it, {resultsAtTerm} before SIGTERM)");
         Assert.True(byFirst <= resultsAtTerm + inFlight, $"no new job taken after SIGTERM ({byFirst} results, {resultsAtTerm} + {inFlight} in flight)");
         await h.WaitForJobsQueueAsync(Jobs - byFirst, 0, "the jobs not started wait in the queue");
 
         await h.StartWorkerAsync();
-        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromSeconds(240));
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromMinutes(10));
         var report = h.AssertEveryJobCompletedOnce(ids, "SIGTERM, grace long enough");
         Assert.Equal(0, report.Duplicates);
     }
@@ -50,11 +50,9 @@ public sealed class ShutdownTests(ITestOutputHelper output)
         // No grace at all: whatever runs at SIGTERM is cancelled and requeued at once, however fast the machine is.
         const int Grace = 0;
         h.Settings["RabbitMq:ShutdownGraceSeconds"] = Grace.ToString();
-        h.Settings["Inference:ContextSize"] = "2048";
-        h.Settings["Inference:MaxTokens"] = "1024";
         var first = await h.StartWorkerAsync();
         const int Jobs = 2;
-        var ids = await h.PublishJobsAsync(Jobs, maxTokens: 1000, prefix: "term-requeue");
+        var ids = await h.PublishJobsAsync(Jobs, await h.CalibrateMaxTokensAsync(), prefix: "term-requeue");
 
         var inFlight = await WaitForJobsInFlightAsync(h, first, requireResult: false);
         first.Terminate();
@@ -68,24 +66,24 @@ public sealed class ShutdownTests(ITestOutputHelper output)
         Assert.True(exitSeconds < Grace + 20, $"exit took {exitSeconds:F0} s");
         Assert.Contains("Grace period over", first.Output);
         Assert.Contains("cancelled by shutdown: nacked with requeue", first.Output);
-        var byFirst = h.Results.All.Count(r => r.Result.Worker?.Id == h.WorkerId(1));
+        var byFirst = h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(1));
         Assert.Equal(0, byFirst);
         await h.WaitForJobsQueueAsync(Jobs, 0, "every job back in the queue, none held by the stopped worker");
 
         var restartedAt = Stopwatch.StartNew();
         await h.StartWorkerAsync();
-        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromSeconds(300));
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromMinutes(10));
         h.Log($"all {Jobs} jobs done {restartedAt.Elapsed.TotalSeconds:F1} s after the second worker started");
         var report = h.AssertEveryJobCompletedOnce(ids, "SIGTERM, grace expired");
         Assert.Equal(0, report.Duplicates);
-        Assert.True(h.Results.All.Count(r => r.Result.Worker?.Id == h.WorkerId(2)) >= inFlight, "the requeued jobs were finished by the next worker");
+        Assert.True(h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(2)) >= inFlight, "the requeued jobs were finished by the next worker");
     }
 
     private static async Task<double> WaitForJobsInFlightAsync(ReliabilityHarness h, WorkerProcess worker, bool requireResult = true)
     {
         double inFlight = 0;
         await ReliabilityHarness.WaitUntilAsync(async () =>
-            (!requireResult || h.Results.All.Count >= 1) && (inFlight = await worker.MetricAsync("queueworker_jobs_in_flight")) >= 1,
+            (!requireResult || h.JobResults.Count >= 1) && (inFlight = await worker.MetricAsync("queueworker_jobs_in_flight")) >= 1,
             "jobs in flight", TimeSpan.FromSeconds(180), TimeSpan.FromMilliseconds(50));
         return inFlight;
     }
