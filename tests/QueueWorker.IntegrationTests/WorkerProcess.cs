@@ -132,7 +132,7 @@ public sealed class WorkerProcess : IAsyncDisposable
         {
             Terminate();
             try { await WaitForExitAsync(TimeSpan.FromSeconds(20)); }
-            catch (OperationCanceledException) { Kill(); }
+            catch (OperationCanceledException) { Kill(); await _process.WaitForExitAsync(); }
         }
         _process.Dispose();
     }

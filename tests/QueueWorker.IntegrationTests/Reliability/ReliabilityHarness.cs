@@ -170,7 +170,15 @@ public sealed class ReliabilityHarness : IAsyncDisposable
         for (var i = 0; i < _workers.Count; i++)
         {
             var worker = _workers[i];
-            await worker.DisposeAsync();
+            try
+            {
+                await worker.DisposeAsync();
+            }
+            catch (Exception ex)
+            {
+                // Keep going: every worker process must be stopped, whatever happened to one of them.
+                _output.WriteLine($"worker {i + 1} (pid {worker.Pid}) did not stop cleanly: {ex.Message}");
+            }
             var lines = worker.Output.Split('\n');
             _output.WriteLine($"----- worker {i + 1} (pid {worker.Pid}) log, last {Math.Min(lines.Length, 150)} of {lines.Length} lines -----");
             foreach (var line in lines.TakeLast(150)) _output.WriteLine(line.TrimEnd());
