@@ -22,6 +22,10 @@ public static class JobParser
 
     public static ParseResult Parse(ReadOnlySpan<byte> body, JobLimits limits, string? fallbackId = null)
     {
+        // A UTF-8 byte order mark (Windows tools write one) is not JSON; RFC 8259 §8.1 lets a parser ignore it, and
+        // "not valid JSON (line 1, byte 1)" for a valid file would only confuse the producer.
+        if (body.StartsWith("\uFEFF"u8))
+            body = body[3..];
         if (body.IsEmpty || body.Trim(" \t\r\n"u8).IsEmpty)
             return Fail(ErrorCodes.EmptyBody, "The body is empty: a job is a JSON object with a \"prompt\" or \"messages\" field.", null, fallbackId);
         if (!Utf8.IsValid(body))

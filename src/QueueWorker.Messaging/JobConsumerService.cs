@@ -10,10 +10,9 @@ namespace QueueWorker.Messaging;
 /// <summary>
 /// Consumes the jobs queue and runs each job through <see cref="IJobHandler"/>: manual acks, prefetch = concurrent
 /// handlers, the result published with confirms before the ack, a nack with requeue whenever a job cannot be finished.
-/// Each job runs as its own task, outside the client's consumer dispatcher: when the broker closes a channel the
-/// client waits for that dispatcher's running callbacks inside its frame-reading loop, so a job running there would
-/// stall the whole connection (confirms, channel opens, recovery) until it ended. The broker's prefetch bounds how
-/// many jobs run at once.
+/// Jobs run outside the client's consumer callback, which only hands the delivery over: the client's frame loop waits
+/// for running callbacks when the broker closes their channel, so a job running inside one would stall the whole
+/// connection (no publisher confirms, no new channel) until it ended.
 /// It never crashes on broker trouble: the first connect is retried, connection loss is recovered by the client, and a
 /// channel the broker closes (e.g. consumer timeout) or a consumer it cancels is re-opened here.
 /// <para>
@@ -114,8 +113,9 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
                 _lifetime.StopApplication();
                 return false;
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
+                // Includes the client's own timeouts (TaskCanceledException): only the host's stop ends the retries.
                 var delay = Backoff(attempt);
                 Log.TopologyFailed(_logger, ResiliencePipelines.Describe(ex), delay.TotalMilliseconds);
                 await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
@@ -136,8 +136,9 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
                     await SubscribeAsync(connection, stoppingToken).ConfigureAwait(false);
                     attempt = 0;
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException)
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
+                    // Includes the client's own RPC timeouts (TaskCanceledException), which must not end the service.
                     var delay = Backoff(attempt++);
                     Log.SubscribeFailed(_logger, _options.JobsQueue, ResiliencePipelines.Describe(ex), delay.TotalMilliseconds);
                     await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
@@ -168,7 +169,10 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         if (old is not null)
             await DisposeChannelAsync(old).ConfigureAwait(false);
 
-        var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+        // The callback only hands deliveries over (see OnDelivered), so one dispatcher suffices; prefetch bounds the jobs held.
+        var channel = await connection.CreateChannelAsync(new CreateChannelOptions(
+            publisherConfirmationsEnabled: false, publisherConfirmationTrackingEnabled: false,
+            consumerDispatchConcurrency: 1), cancellationToken).ConfigureAwait(false);
         try
         {
             channel.ChannelShutdownAsync += OnChannelShutdownAsync;
@@ -219,59 +223,34 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
     }
 
-    /// <summary>Called by the client's dispatcher: copies the delivery and starts its job as a task of its own.</summary>
-    private void OnDelivery(IChannel channel, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
+    /// <summary>
+    /// Runs in the client's consumer callback: copies the delivery (the client reuses its buffer afterwards) and starts the
+    /// job on the thread pool, then returns at once so the client's dispatcher and frame loop never wait for a job.
+    /// </summary>
+    private void OnDelivered(IChannel channel, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
     {
         Interlocked.Increment(ref _inFlight);
-        // Map now: the client reuses the body's buffer once this callback returns.
-        var job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
-        _ = Task.Run(() => ProcessAsync(channel, deliveryTag, job));
-    }
-
-    private async Task ProcessAsync(IChannel channel, ulong deliveryTag, IncomingJob job)
-    {
-        var messageId = job.MessageId;
+        IncomingJob job;
         try
         {
-            if (_stopping)
-            {
-                Log.NackedWhileStopping(_logger, messageId);
-                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
-                return;
-            }
-            Log.JobReceived(_logger, messageId, job.DeliveryCount, job.Redelivered, job.Body.Length);
+            job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
+        }
+        catch (Exception ex)
+        {
+            // Never seen; but a delivery that cannot even be read must still be settled.
+            Log.HandlerFailed(_logger, ex, properties.MessageId, 0);
+            _ = Task.Run(() => FinishAsync(SettleAsync(channel, deliveryTag, ack: false, properties.MessageId)));
+            return;
+        }
+        _ = Task.Run(() => FinishAsync(ProcessAsync(channel, deliveryTag, job)));
+    }
 
-            JobResult result;
-            try
-            {
-                result = await _handler.HandleAsync(job, _jobsCts.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (_jobsCts.IsCancellationRequested)
-            {
-                Log.JobRequeuedOnShutdown(_logger, messageId);
-                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
-                return;
-            }
-            catch (Exception ex)
-            {
-                Log.HandlerFailed(_logger, ex, messageId, job.DeliveryCount);
-                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
-                return;
-            }
-
-            string destination;
-            try
-            {
-                destination = await _publisher.PublishAsync(result, job, _publishCts.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                Log.PublishFailed(_logger, result.Id, messageId, ResiliencePipelines.Describe(ex));
-                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
-                return;
-            }
-            if (await SettleAsync(channel, deliveryTag, ack: true, messageId).ConfigureAwait(false))
-                Log.JobAcked(_logger, messageId, result.Id, destination);
+    /// <summary>Awaits one delivery's work and counts it out of <see cref="InFlight"/>; the work never throws.</summary>
+    private async Task FinishAsync(Task work)
+    {
+        try
+        {
+            await work.ConfigureAwait(false);
         }
         finally
         {
@@ -280,17 +259,62 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
     }
 
+    private async Task ProcessAsync(IChannel channel, ulong deliveryTag, IncomingJob job)
+    {
+        var messageId = job.MessageId;
+        if (_stopping)
+        {
+            Log.NackedWhileStopping(_logger, messageId);
+            await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+            return;
+        }
+        Log.JobReceived(_logger, messageId, job.DeliveryCount, job.Redelivered, job.Body.Length);
+
+        JobResult result;
+        try
+        {
+            result = await _handler.HandleAsync(job, _jobsCts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_jobsCts.IsCancellationRequested)
+        {
+            Log.JobRequeuedOnShutdown(_logger, messageId);
+            await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+            return;
+        }
+        catch (Exception ex)
+        {
+            Log.HandlerFailed(_logger, ex, messageId, job.DeliveryCount);
+            await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+            return;
+        }
+
+        string destination;
+        try
+        {
+            destination = await _publisher.PublishAsync(result, job, _publishCts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.PublishFailed(_logger, result.Id, messageId, ResiliencePipelines.Describe(ex));
+            await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+            return;
+        }
+        if (await SettleAsync(channel, deliveryTag, ack: true, messageId).ConfigureAwait(false))
+            Log.JobAcked(_logger, messageId, result.Id, destination);
+    }
+
     /// <summary>Acks, or nacks with requeue. Never throws: when the channel is gone the broker has requeued the delivery already.</summary>
     private async Task<bool> SettleAsync(IChannel channel, ulong deliveryTag, bool ack, string? messageId)
     {
         var action = ack ? "ack" : "nack";
-        if (!channel.IsOpen)
-        {
-            Log.SettleSkipped(_logger, messageId, action);
-            return false;
-        }
         try
         {
+            // Checked inside the try: the channel may be disposed already (stopped, or replaced after the broker closed it).
+            if (!channel.IsOpen)
+            {
+                Log.SettleSkipped(_logger, messageId, action);
+                return false;
+            }
             // Not cancellable: an ack or nack is one frame and must not be skipped because the host is stopping.
             if (ack)
                 await channel.BasicAckAsync(deliveryTag, multiple: false, CancellationToken.None).ConfigureAwait(false);
@@ -389,7 +413,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange,
             string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
         {
-            owner.OnDelivery(Channel, deliveryTag, redelivered, properties, body);
+            owner.OnDelivered(Channel, deliveryTag, redelivered, properties, body);
             return Task.CompletedTask;
         }
 

@@ -55,7 +55,9 @@ public static class ResiliencePipelines
                 UseJitter = true,
                 Delay = TimeSpan.FromSeconds(1),
                 MaxDelay = TimeSpan.FromSeconds(30),
-                ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is not OperationCanceledException),
+                // Everything but the host's stop, including the client's own handshake timeouts (TaskCanceledException).
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } ex
+                    && !(ex is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)),
                 OnRetry = args =>
                 {
                     Log.ConnectFailed(logger, maskedUri, args.AttemptNumber + 1, Describe(args.Outcome.Exception), args.RetryDelay.TotalMilliseconds);
@@ -71,6 +73,9 @@ public static class ResiliencePipelines
         PublishException => true, // a broker nack
         AlreadyClosedException or OperationInterruptedException or BrokerUnreachableException => true,
         BrokerNotReadyException or TimeoutRejectedException or TimeoutException => true,
+        // The client's own RPC timeout (e.g. opening a channel). When the caller's token is the cause, the retry's
+        // delay observes that token and ends the retries.
+        OperationCanceledException => true,
         IOException or SocketException => true,
         _ => false,
     };

@@ -24,9 +24,12 @@ public sealed class TestBroker : IAsyncDisposable
 
     public IChannel Channel => _channel;
 
-    public static async Task<TestBroker> ConnectAsync()
+    public static Task<TestBroker> ConnectAsync() => ConnectAsync(TestEnvironment.RabbitMqUri);
+
+    /// <summary>Connects to the broker at <paramref name="uri"/> (e.g. a test's private broker). The client recovers the connection by itself.</summary>
+    public static async Task<TestBroker> ConnectAsync(string uri)
     {
-        var factory = new ConnectionFactory { Uri = new Uri(TestEnvironment.RabbitMqUri), ClientProvidedName = "queueworker-tests" };
+        var factory = new ConnectionFactory { Uri = new Uri(uri), ClientProvidedName = "queueworker-tests", NetworkRecoveryInterval = TimeSpan.FromSeconds(1) };
         IConnection connection;
         try
         {
@@ -35,7 +38,7 @@ public sealed class TestBroker : IAsyncDisposable
         catch (Exception ex)
         {
             throw new InvalidOperationException(
-                $"RabbitMQ is not reachable at {TestEnvironment.RabbitMqUri} ({ex.Message}). Start it with ops/rabbitmq/start-local.sh (test.sh does).", ex);
+                $"RabbitMQ is not reachable at {uri} ({ex.Message}). Start it with ops/rabbitmq/start-local.sh (test.sh does).", ex);
         }
         var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         return new TestBroker(connection, channel);
@@ -75,17 +78,40 @@ public sealed class TestBroker : IAsyncDisposable
         var channel = await _connection.CreateChannelAsync();
         var collector = new ResultCollector(channel);
         var consumer = new AsyncEventingBasicConsumer(channel);
-        consumer.ReceivedAsync += (_, ea) =>
+        consumer.ReceivedAsync += async (_, ea) =>
         {
             collector.Add(new ReceivedResult(JobSerializer.DeserializeResult(ea.Body.Span), ea.BasicProperties.MessageId, ea.BasicProperties.CorrelationId,
                 ea.BasicProperties.ContentType, ea.BasicProperties.DeliveryMode == DeliveryModes.Persistent));
-            return Task.CompletedTask;
+            // Acked once recorded: a result in flight when the connection drops is redelivered, not lost to the test.
+            try { await channel.BasicAckAsync(ea.DeliveryTag, multiple: false); } catch (Exception) { /* redelivered after recovery */ }
         };
-        await channel.BasicConsumeAsync(queue, autoAck: true, consumer);
+        await channel.BasicConsumeAsync(queue, autoAck: false, consumer);
         return collector;
     }
 
     public async Task<uint> MessageCountAsync(string queue) => (await _channel.QueueDeclarePassiveAsync(queue)).MessageCount;
+
+    /// <summary>Reads the first message of <paramref name="queue"/> and puts it back (as an operator inspecting a queue would), or null when it is empty.</summary>
+    public async Task<BasicGetResult?> PeekAsync(string queue)
+    {
+        await using var channel = await _connection.CreateChannelAsync();
+        var message = await channel.BasicGetAsync(queue, autoAck: false);
+        if (message is null) return null;
+        var copy = new BasicGetResult(message.DeliveryTag, message.Redelivered, message.Exchange, message.RoutingKey,
+            message.MessageCount, message.BasicProperties, message.Body.ToArray());
+        await channel.BasicNackAsync(message.DeliveryTag, multiple: false, requeue: true);
+        return copy;
+    }
+
+    /// <summary>Takes one message from <paramref name="queue"/> (acked at once), or null when it is empty.</summary>
+    public async Task<BasicGetResult?> GetAsync(string queue)
+    {
+        await using var channel = await _connection.CreateChannelAsync();
+        var message = await channel.BasicGetAsync(queue, autoAck: true);
+        // The body buffer belongs to the client: keep a copy.
+        return message is null ? null : new BasicGetResult(message.DeliveryTag, message.Redelivered, message.Exchange, message.RoutingKey,
+            message.MessageCount, message.BasicProperties, message.Body.ToArray());
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -126,6 +152,20 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
             throw new TimeoutException($"Expected {count} results within {timeout.TotalSeconds:F0} s, got {_results.Count}.");
         }
         return _results.ToArray();
+    }
+
+    /// <summary>Waits until every one of <paramref name="ids"/> has at least one result.</summary>
+    public async Task WaitForIdsAsync(IReadOnlyCollection<string> ids, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        while (true)
+        {
+            var seen = _results.Select(r => r.Result.Id).ToHashSet(StringComparer.Ordinal);
+            var missing = ids.Count(id => !seen.Contains(id));
+            if (missing == 0) return;
+            try { await _arrived.WaitAsync(cts.Token); }
+            catch (OperationCanceledException) { throw new TimeoutException($"{missing} of {ids.Count} jobs still without a result after {timeout.TotalSeconds:F0} s ({_results.Count} results in all)."); }
+        }
     }
 
     public async Task<ReceivedResult> WaitForIdAsync(string id, TimeSpan timeout)

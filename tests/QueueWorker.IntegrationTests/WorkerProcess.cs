@@ -16,6 +16,7 @@ public sealed class WorkerProcess : IAsyncDisposable
     {
         _process = process;
         HttpPort = httpPort;
+        Pid = process.Id;
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
         process.BeginOutputReadLine();
@@ -23,7 +24,8 @@ public sealed class WorkerProcess : IAsyncDisposable
     }
 
     public int HttpPort { get; }
-    public int Pid => _process.Id;
+    /// <summary>Kept after exit and disposal, for logs.</summary>
+    public int Pid { get; }
     public bool HasExited => _process.HasExited;
     public int ExitCode => _process.ExitCode;
 
@@ -73,10 +75,39 @@ public sealed class WorkerProcess : IAsyncDisposable
         throw new TimeoutException($"The worker was not ready within {timeout.TotalSeconds:F0} s:\n{Output}");
     }
 
+    /// <summary>The body of <paramref name="path"/> whatever the status (e.g. <c>/readyz</c> answers 503 with its reasons).</summary>
+    public async Task<string> GetBodyAsync(string path)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        using var response = await http.GetAsync($"http://127.0.0.1:{HttpPort}{path}");
+        return await response.Content.ReadAsStringAsync();
+    }
+
     public async Task<string> GetAsync(string path)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         return await http.GetStringAsync($"http://127.0.0.1:{HttpPort}{path}");
+    }
+
+    /// <summary>A gauge or counter from <c>/metrics</c> (the first sample whose name and labels start with <paramref name="name"/>).</summary>
+    public async Task<double> MetricAsync(string name)
+    {
+        var text = await GetAsync("/metrics");
+        foreach (var line in text.Split('\n'))
+        {
+            if (!line.StartsWith(name, StringComparison.Ordinal) || line.Length <= name.Length || line[name.Length] is not (' ' or '{')) continue;
+            return double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        throw new InvalidOperationException($"Metric {name} not found in /metrics.");
+    }
+
+    /// <summary>Resident memory of the worker process in KiB (<c>VmRSS</c> of /proc/&lt;pid&gt;/status).</summary>
+    public long ResidentKib()
+    {
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+        throw new InvalidOperationException($"No VmRSS in /proc/{_process.Id}/status.");
     }
 
     [DllImport("libc", SetLastError = true)]
@@ -101,7 +132,7 @@ public sealed class WorkerProcess : IAsyncDisposable
         {
             Terminate();
             try { await WaitForExitAsync(TimeSpan.FromSeconds(20)); }
-            catch (OperationCanceledException) { Kill(); }
+            catch (OperationCanceledException) { Kill(); await _process.WaitForExitAsync(); }
         }
         _process.Dispose();
     }

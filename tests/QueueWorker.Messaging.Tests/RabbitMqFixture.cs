@@ -21,7 +21,7 @@ public sealed class RabbitMqFixture : IAsyncLifetime, IAsyncDisposable
     {
     }
 
-    // For a broker of a test's own (xunit wants one public constructor on a fixture).
+    // Not public: xunit requires a collection fixture to have a single public constructor (a second one failed every test of the collection).
     internal RabbitMqFixture(string uri) => Uri = uri;
 
     public string Uri { get; }

@@ -53,6 +53,18 @@ public class JobParserTests
     public void Parse_StopAsString_BecomesList() => Assert.Equal(["."], Parse("""{"prompt":"x","stop":"."}""").Job!.Stop);
 
     [Fact]
+    public void Parse_Utf8ByteOrderMark_Ignored()
+    {
+        var result = JobParser.Parse([0xEF, 0xBB, 0xBF, .. """{"prompt":"x"}"""u8], Limits, "fallback");
+        Assert.True(result.IsValid, result.Error?.Message);
+        Assert.Equal("x", result.Job!.Prompt);
+    }
+
+    [Fact]
+    public void Parse_OnlyByteOrderMark_IsEmptyBody() =>
+        Assert.Equal(ErrorCodes.EmptyBody, JobParser.Parse([0xEF, 0xBB, 0xBF], Limits, "fallback").Error!.Code);
+
+    [Fact]
     public void Parse_NumericId_KeepsItsText() => Assert.Equal("12345", Parse("""{"id":12345,"prompt":"x"}""").Job!.Id);
 
     [Fact]

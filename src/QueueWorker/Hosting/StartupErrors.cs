@@ -12,8 +12,15 @@ public static class StartupErrors
     {
         try
         {
+            // The host also stops when the worker cannot go on: a background service failed (the host's StopHost
+            // behaviour) or one asked to stop with an exit code (e.g. the jobs queue exists with other settings).
+            // Main's return value wins over Environment.ExitCode, so both must be turned into it here: orchestrators
+            // restart and alert on non-zero exits only. Checked when the host has stopped, before it disposes the services.
+            var failed = false;
+            app.Lifetime.ApplicationStopped.Register(() =>
+                failed = app.Services.GetServices<IHostedService>().OfType<BackgroundService>().Any(s => s.ExecuteTask is { IsFaulted: true }));
             await app.RunAsync();
-            return 0;
+            return failed && Environment.ExitCode == 0 ? 1 : Environment.ExitCode;
         }
         catch (OptionsValidationException ex)
         {

@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using Xunit.Abstractions;
+
+namespace QueueWorker.IntegrationTests.Reliability;
+
+/// <summary>Issue 4: SIGTERM stops taking jobs, finishes or requeues the ones in flight within RabbitMq:ShutdownGraceSeconds, exits 0; nothing is lost.</summary>
+[Collection(ReliabilityCollection.Name)]
+public sealed class ShutdownTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Sigterm_GraceLongEnough_InFlightJobsFinishBeforeExitRestWaitForNextWorker()
+    {
+        await using var h = await ReliabilityHarness.CreateAsync(output);
+        const int Grace = 120;
+        h.Settings["RabbitMq:ShutdownGraceSeconds"] = Grace.ToString();
+        var first = await h.StartWorkerAsync();
+        const int Jobs = 8;
+        var ids = await h.PublishJobsAsync(Jobs, await h.CalibrateMaxTokensAsync(), prefix: "term");
+
+        var inFlight = await WaitForJobsInFlightAsync(h, first);
+        first.Terminate();
+        var terminatedAt = Stopwatch.StartNew();
+        var resultsAtTerm = h.JobResults.Count;
+        var code = await first.WaitForExitAsync(TimeSpan.FromSeconds(Grace + 30));
+        var exitSeconds = terminatedAt.Elapsed.TotalSeconds;
+        h.Log($"SIGTERM with {inFlight} job(s) in flight, {resultsAtTerm} results in: exit {code} after {exitSeconds:F1} s");
+
+        Assert.Equal(0, code);
+        Assert.True(exitSeconds < Grace, $"exit took {exitSeconds:F0} s, the grace is {Grace} s");
+        Assert.Contains("Stopping: consumer cancelled", first.Output);
+        Assert.Contains("Consumer stopped; 0 job(s) left in flight", first.Output);
+        Assert.DoesNotContain("Grace period over", first.Output);
+        // The jobs it held were finished by it before it exited; it took no new ones after SIGTERM.
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var byFirst = h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(1));
+        Assert.True(byFirst >= resultsAtTerm + 1, $"the jobs in flight at SIGTERM finish on the first worker ({byFirst} results by it, {resultsAtTerm} before SIGTERM)");
+        Assert.True(byFirst <= resultsAtTerm + inFlight, $"no new job taken after SIGTERM ({byFirst} results, {resultsAtTerm} + {inFlight} in flight)");
+        await h.WaitForJobsQueueAsync(Jobs - byFirst, 0, "the jobs not started wait in the queue");
+
+        await h.StartWorkerAsync();
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromMinutes(10));
+        var report = h.AssertEveryJobCompletedOnce(ids, "SIGTERM, grace long enough");
+        Assert.Equal(0, report.Duplicates);
+    }
+
+    [Fact]
+    public async Task Sigterm_GraceExpires_InFlightJobsRequeuedAndFinishedByNextWorker()
+    {
+        await using var h = await ReliabilityHarness.CreateAsync(output);
+        // No grace at all: whatever runs at SIGTERM is cancelled and requeued at once, however fast the machine is.
+        const int Grace = 0;
+        h.Settings["RabbitMq:ShutdownGraceSeconds"] = Grace.ToString();
+        var first = await h.StartWorkerAsync();
+        const int Jobs = 2;
+        var ids = await h.PublishJobsAsync(Jobs, await h.CalibrateMaxTokensAsync(), prefix: "term-requeue");
+
+        var inFlight = await WaitForJobsInFlightAsync(h, first, requireResult: false);
+        first.Terminate();
+        var terminatedAt = Stopwatch.StartNew();
+        var code = await first.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        var exitSeconds = terminatedAt.Elapsed.TotalSeconds;
+        h.Log($"SIGTERM with {inFlight} job(s) in flight: exit {code} after {exitSeconds:F1} s (grace {Grace} s)");
+
+        Assert.Equal(0, code);
+        // Grace, then at most RequeueWait (10 s) for the cancelled jobs to be nacked, plus host teardown.
+        Assert.True(exitSeconds < Grace + 20, $"exit took {exitSeconds:F0} s");
+        Assert.Contains("Grace period over", first.Output);
+        Assert.Contains("cancelled by shutdown: nacked with requeue", first.Output);
+        var byFirst = h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(1));
+        Assert.Equal(0, byFirst);
+        await h.WaitForJobsQueueAsync(Jobs, 0, "every job back in the queue, none held by the stopped worker");
+
+        var restartedAt = Stopwatch.StartNew();
+        await h.StartWorkerAsync();
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromMinutes(10));
+        h.Log($"all {Jobs} jobs done {restartedAt.Elapsed.TotalSeconds:F1} s after the second worker started");
+        var report = h.AssertEveryJobCompletedOnce(ids, "SIGTERM, grace expired");
+        Assert.Equal(0, report.Duplicates);
+        Assert.True(h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(2)) >= inFlight, "the requeued jobs were finished by the next worker");
+    }
+
+    private static async Task<double> WaitForJobsInFlightAsync(ReliabilityHarness h, WorkerProcess worker, bool requireResult = true)
+    {
+        double inFlight = 0;
+        await ReliabilityHarness.WaitUntilAsync(async () =>
+            (!requireResult || h.JobResults.Count >= 1) && (inFlight = await worker.MetricAsync("queueworker_jobs_in_flight")) >= 1,
+            "jobs in flight", TimeSpan.FromSeconds(180), TimeSpan.FromMilliseconds(50));
+        return inFlight;
+    }
+}
