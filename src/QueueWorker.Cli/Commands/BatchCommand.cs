@@ -10,7 +10,7 @@ namespace QueueWorker.Cli.Commands;
 
 /// <summary>
 /// <c>qw batch INPUT.jsonl --out OUTPUT.jsonl</c>: OpenAI Batch API lines (or bare job bodies) in,
-/// OpenAI batch output lines out, one per custom_id, resumable. See docs/batch.md.
+/// OpenAI batch output lines out, one per custom_id, resumable. See the README, "Producers and batches".
 /// </summary>
 internal sealed class BatchCommand(CliConsole console, TimeProvider time) : AsyncCommand<BatchCommand.Settings>
 {

@@ -1,6 +1,6 @@
 namespace QueueWorker.Cli.Infrastructure;
 
-/// <summary>Process exit codes of qw (documented in docs/batch.md).</summary>
+/// <summary>Process exit codes of qw (documented in the README, "Producers and batches").</summary>
 internal static class ExitCodes
 {
     public const int Ok = 0;

@@ -153,7 +153,7 @@ public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper o
                 return id;
             }
 
-            // The replay docs/reliability.md gives: a shovel moves what the DLQ holds back to the jobs queue, then deletes itself.
+            // The replay the README (Reliability) gives: a shovel moves what the DLQ holds back to the jobs queue, then deletes itself.
             var replayed = await DeadLetterOneAsync("shovel-replay");
             await broker.Ctl.RunAsync("clear_policy", full); // the cause is fixed
             var shovel = "qw-rel-dlq-replay-" + Guid.NewGuid().ToString("N")[..8];
