@@ -14,6 +14,9 @@ public sealed class ModelOptions
 
     /// <summary>Chat template for models without one (a llama.cpp built-in name such as <c>chatml</c>, <c>llama2</c>, <c>zephyr</c>).</summary>
     public string? ChatTemplate { get; set; }
+
+    /// <summary>When <see cref="Path"/> is empty and the default model is nowhere on disk, download it (SHA-256 checked) into <c>./models/</c>.</summary>
+    public bool DownloadDefault { get; set; } = true;
 }
 
 /// <summary>Configuration section <c>Inference</c>.</summary>

@@ -49,7 +49,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         try
         {
             if (_running is not null) return;
-            var location = ModelLocator.Resolve(_modelOptions.Path);
+            var location = await LocateOrDownloadAsync(cancellationToken).ConfigureAwait(false);
             var path = location.Path!;
             Log.ModelResolved(_logger, path, location.Source);
 
@@ -192,5 +192,31 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         if (result != DecodeResult.Ok)
             throw new InvalidOperationException($"The warm-up decode failed ({result}): llama.cpp cannot run this model with these settings.");
         return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+    }
+
+    /// <summary>
+    /// The model file: found on disk (<see cref="ModelLocator"/>), else — only for the default model, when
+    /// <c>Model:DownloadDefault</c> is on — downloaded from its public source into <c>./models/</c> with a SHA-256 check.
+    /// </summary>
+    private async Task<ModelLocation> LocateOrDownloadAsync(CancellationToken cancellationToken)
+    {
+        var location = ModelLocator.Locate(_modelOptions.Path);
+        if (location.Path is not null || !string.IsNullOrWhiteSpace(_modelOptions.Path) || !_modelOptions.DownloadDefault)
+            return location.Path is null ? throw new FileNotFoundException(location.Error) : location;
+
+        var source = Models.ModelSource.Stories260K;
+        var directory = System.IO.Path.Combine(Directory.GetCurrentDirectory(), "models");
+        Log.Downloading(_logger, source.Url.ToString(), directory);
+        try
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) };
+            var path = await new Models.ModelDownloader(http).DownloadAsync(source, directory, null, cancellationToken).ConfigureAwait(false);
+            return new ModelLocation(path, $"Model:Path is empty; downloaded the default model from {source.Url} (SHA-256 checked)", null);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or UnauthorizedAccessException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            throw new InvalidOperationException(
+                $"{location.Error} Downloading it from {source.Url} into {directory} failed too ({ex.Message}); set Model:Path, or Model:DownloadDefault = false to skip the download.", ex);
+        }
     }
 }

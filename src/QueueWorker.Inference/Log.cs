@@ -57,6 +57,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 1016, Level = LogLevel.Information, Message = "Warm-up decode took {Milliseconds:F0} ms (compute buffers allocated, weights paged in)")]
     public static partial void WarmedUp(ILogger logger, double milliseconds);
 
+    [LoggerMessage(EventId = 1017, Level = LogLevel.Warning, Message = "The default model is not on disk: downloading {Url} into {Directory}")]
+    public static partial void Downloading(ILogger logger, string url, string directory);
+
     [LoggerMessage(EventId = 1015, Level = LogLevel.Debug, Message = "Decode returned NoKvSlot; evicted {Slots} idle prefix caches and retried")]
     public static partial void EvictedForRetry(ILogger logger, int slots);
 }

@@ -30,6 +30,8 @@ public sealed class ModelOptionsValidator : IValidateOptions<ModelOptions>
     public ValidateOptionsResult Validate(string? name, ModelOptions o)
     {
         var resolution = ModelLocator.Locate(o.Path);
+        // An empty Model:Path with downloads on is settled at start: the engine fetches the default model.
+        if (resolution.Path is null && string.IsNullOrWhiteSpace(o.Path) && o.DownloadDefault) return ValidateOptionsResult.Success;
         return resolution.Path is null ? ValidateOptionsResult.Fail(resolution.Error!) : ValidateOptionsResult.Success;
     }
 }

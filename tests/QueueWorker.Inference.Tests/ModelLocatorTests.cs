@@ -81,4 +81,14 @@ public sealed class ModelLocatorTests : IDisposable
 
         Assert.Contains("is a directory", location.Error);
     }
+
+    [Fact]
+    public void Validate_MissingConfiguredPathWithDownloadOn_StillFails()
+    {
+        // Downloads stand in only for the default model: a configured file that is missing is an error.
+        var result = new ModelOptionsValidator().Validate(null, new ModelOptions { Path = "/nonexistent/model.gguf", DownloadDefault = true });
+
+        Assert.True(result.Failed);
+        Assert.Contains("Model:Path = '/nonexistent/model.gguf'", result.FailureMessage);
+    }
 }
