@@ -37,13 +37,6 @@ public static class ModelLocator
             $"{Key} is empty and the default model {DefaultModelFile} was not found in {string.Join(", ", candidates.Select(System.IO.Path.GetDirectoryName).Distinct())}; set {Key} to a GGUF file.");
     }
 
-    /// <summary>Throws <see cref="FileNotFoundException"/> with the one-line reason when the model cannot be found.</summary>
-    public static ModelLocation Resolve(string? configuredPath)
-    {
-        var location = Locate(configuredPath);
-        return location.Path is null ? throw new FileNotFoundException(location.Error) : location;
-    }
-
     public static IReadOnlyList<string> DefaultCandidates(string currentDirectory, string baseDirectory)
     {
         List<string> list =
