@@ -76,9 +76,6 @@ internal sealed class Scheduler
         await _exited.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Completes when the scheduler thread has exited and no longer touches the context.</summary>
-    public Task Exited => _exited.Task;
-
     private void Run()
     {
         Exception? crash = null;
@@ -107,7 +104,6 @@ internal sealed class Scheduler
             // Refuse new jobs first, so none can slip in after the last drain and wait forever.
             _incoming.Writer.TryComplete();
             var unfinished = FailAll(crash);
-            foreach (var s in _slots) s.Sampler?.Dispose();
             PublishStats();
             Log.SchedulerStopped(_logger, unfinished);
             _exited.TrySetResult();
@@ -137,7 +133,7 @@ internal sealed class Scheduler
     }
 
     /// <summary>One scheduling step: expire, admit, batch, decode, sample.</summary>
-    internal void Step()
+    private void Step()
     {
         _step++;
         ExpireAndCancel();
