@@ -295,6 +295,9 @@ internal sealed class Scheduler
         var result = slot.Result(reason);
         Log.JobFinished(_logger, job.Request.JobId, slot.Id, reason, result.CompletionTokens, result.PromptMs, result.GenerationMs);
         slot.Release(_step);
+        // Stats before the result: the result's continuation runs at once on another thread, and a caller that has
+        // its result must not still see its slot busy (the step's own PublishStats comes later).
+        PublishStats();
         job.Completion.TrySetResult(result);
     }
 
