@@ -63,7 +63,11 @@ public sealed class JobPipeline
         return ProcessAsync(null, job, arrival, cancellationToken);
     }
 
-    /// <summary>Every stage of a job, in order. Exactly one of <paramref name="input"/> and <paramref name="parsed"/> is set.</summary>
+    /// <summary>
+    /// Every stage of a job, in order; both entries come through here, so a rule added here (e.g. turning an
+    /// unexpected fault into a <c>failed</c> result around the stages) applies to the worker and <c>qw --local</c> alike.
+    /// Exactly one of <paramref name="input"/> and <paramref name="parsed"/> is set.
+    /// </summary>
     private async Task<JobResult> ProcessAsync(JobInput? input, JobRequest? parsed, JobArrival arrival, CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();

@@ -76,10 +76,10 @@ internal sealed class LocalJobRunner : IJobRunner
         return pipeline.RunAsync(submission.Job, JobArrival.InProcess(_time.GetUtcNow()), cancellationToken);
     }
 
-    // Silent logger: qw reports each failed job in its output and summary; a log line per job would tear the progress bar.
     private void Use(IInferenceEngine engine, InferenceOptions options)
     {
         _engine = engine;
+        // A silent logger: qw reports each failed job in its output and summary; a log line per job would tear the progress bar.
         _pipeline = new JobPipeline(engine, options, WorkerIdentity.ForLocal(), NullJobObserver.Instance, _time, NullLogger<JobPipeline>.Instance);
     }
 

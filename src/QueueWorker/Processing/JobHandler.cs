@@ -1,6 +1,6 @@
+using Microsoft.Extensions.Options;
 using QueueWorker.Contracts;
 using QueueWorker.Messaging;
-using Microsoft.Extensions.Options;
 
 namespace QueueWorker.Processing;
 
