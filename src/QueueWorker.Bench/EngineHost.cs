@@ -1,9 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using QueueWorker.Inference;
+using QueueWorker.Processing;
 
 namespace QueueWorker.Bench;
 
@@ -14,12 +12,12 @@ namespace QueueWorker.Bench;
 /// </summary>
 public sealed class EngineHost : IAsyncDisposable
 {
-    private readonly IHost _host;
+    private readonly InProcessEngineHost _host;
 
-    private EngineHost(IHost host)
+    private EngineHost(InProcessEngineHost host)
     {
         _host = host;
-        Engine = host.Services.GetRequiredService<IInferenceEngine>();
+        Engine = host.Engine;
     }
 
     public IInferenceEngine Engine { get; }
@@ -27,33 +25,17 @@ public sealed class EngineHost : IAsyncDisposable
     /// <summary>Builds and starts the host; a bad setting or model fails here with the engine's own message.</summary>
     public static async Task<EngineHost> StartAsync(IReadOnlyDictionary<string, string?> settings, CancellationToken cancellationToken)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
-        {
-            DisableDefaults = true,
-            ContentRootPath = AppContext.BaseDirectory,
-        });
-        builder.Configuration.AddInMemoryCollection(settings);
-        // qw's terminal shows progress bars; the engine's log would tear through them.
-        builder.Logging.ClearProviders();
-        builder.AddInference();
-        var host = builder.Build();
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
         try
         {
-            await host.StartAsync(cancellationToken);
-        }
-        catch
-        {
-            // Not StopAsync: after a failed start the host has nothing to stop (and its StopAsync throws); disposing frees the engine.
-            await DisposeOnlyAsync(host);
-            throw;
+            // No log provider: qw's terminal shows progress bars; the engine's log would tear through them.
+            return new EngineHost(await InProcessEngineHost.StartAsync(configuration, EngineHostLogging.None, cancellationToken));
         }
         finally
         {
             // The engine routed llama.cpp's log to its (silent) logger: qw keeps its own ring of recent lines.
             LlamaNative.ReclaimLog();
         }
-
-        return new EngineHost(host);
     }
 
     /// <summary>
@@ -81,30 +63,5 @@ public sealed class EngineHost : IAsyncDisposable
             $"{plan.AllThreads} threads, prefix reuse off), greedy: continuous batching with the worker's own tokenization, admission and sampling.");
     }
 
-    public async ValueTask DisposeAsync() => await DisposeHostAsync(_host);
-
-    private static async Task DisposeHostAsync(IHost host)
-    {
-        try
-        {
-            await host.StopAsync(CancellationToken.None);
-        }
-        finally
-        {
-            await DisposeOnlyAsync(host);
-        }
-    }
-
-    private static async Task DisposeOnlyAsync(IHost host)
-    {
-        // The engine is IAsyncDisposable only: the synchronous Dispose of the container would throw.
-        if (host is IAsyncDisposable async)
-        {
-            await async.DisposeAsync();
-        }
-        else
-        {
-            host.Dispose();
-        }
-    }
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
 }

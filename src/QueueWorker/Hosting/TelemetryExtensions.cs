@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging.Console;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Resources;
@@ -6,13 +5,6 @@ using OpenTelemetry.Trace;
 using QueueWorker.Processing;
 
 namespace QueueWorker.Hosting;
-
-/// <summary>Spans of the worker's own: one per job, and the inference step inside it.</summary>
-public static class WorkerTelemetry
-{
-    public const string SourceName = "QueueWorker";
-    public static readonly ActivitySource Source = new(SourceName, typeof(WorkerTelemetry).Assembly.GetName().Version?.ToString());
-}
 
 public static class TelemetryExtensions
 {
@@ -40,10 +32,11 @@ public static class TelemetryExtensions
 
         var protocol = builder.Configuration["Telemetry:OtlpProtocol"] is "http/protobuf" ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
         builder.Services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService("queueworker", serviceVersion: typeof(WorkerTelemetry).Assembly.GetName().Version?.ToString(),
+            .ConfigureResource(r => r.AddService("queueworker", serviceVersion: typeof(TelemetryExtensions).Assembly.GetName().Version?.ToString(),
                 serviceInstanceId: builder.Configuration["Worker:Id"]))
             .WithTracing(t => t
-                .AddSource(WorkerTelemetry.SourceName, "RabbitMQ.Client.Publisher", "RabbitMQ.Client.Subscriber")
+                // The job and inference spans are the pipeline's (QueueWorker.Processing).
+                .AddSource(JobTelemetry.SourceName, "RabbitMQ.Client.Publisher", "RabbitMQ.Client.Subscriber")
                 .AddOtlpExporter(o =>
                 {
                     o.Protocol = protocol;

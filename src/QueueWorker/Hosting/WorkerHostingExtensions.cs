@@ -9,15 +9,20 @@ namespace QueueWorker.Hosting;
 
 public static class WorkerHostingExtensions
 {
-    /// <summary>The host's own concern: the job processor joining Messaging to Inference, metrics and the HTTP endpoint.</summary>
+    /// <summary>
+    /// The host's own concern: the job pipeline (<see cref="ProcessingHostingExtensions.AddJobProcessing"/>) behind the
+    /// adapter from Messaging's deliveries, metrics and the HTTP endpoint. Call after <c>AddInference()</c>.
+    /// </summary>
     public static IHostApplicationBuilder AddQueueWorker(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<HttpOptions>().BindConfiguration(HttpOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton<WorkerIdentity>();
         builder.Services.AddSingleton<WorkerMetrics>();
+        // Registered before AddJobProcessing, so the pipeline reports to the metrics instead of its silent default.
+        builder.Services.AddSingleton<IJobObserver>(sp => sp.GetRequiredService<WorkerMetrics>());
+        builder.AddJobProcessing();
         builder.Services.AddHostedService<GaugeCollector>();
-        builder.Services.AddSingleton<IJobHandler, JobProcessor>();
+        builder.Services.AddSingleton<IJobHandler, JobHandler>();
 
         builder.Services.AddSingleton<IPostConfigureOptions<RabbitMqOptions>, RabbitMqFromWorker>();
         return builder;
