@@ -163,8 +163,10 @@ internal static class JsonTextScan
 
     private static string Join(string path, string key) => path.Length == 0 ? key : $"{path}.{key}";
 
+    /// <summary>A key as it appears in a field path: shortened, and an empty key as <c>""</c> so the path never ends empty.</summary>
     private static string Shorten(string key)
     {
+        if (key.Length == 0) return "\"\"";
         if (key.Length <= MaxKeyInPath) return key;
         // Never cut a surrogate pair in half: the field name is echoed in the result.
         var cut = char.IsHighSurrogate(key[MaxKeyInPath - 1]) ? MaxKeyInPath - 1 : MaxKeyInPath;
