@@ -78,6 +78,22 @@ public class JobParserEdgeTests
         AssertResultPublishable(result);
     }
 
+    [Theory]
+    [InlineData("""{"id":12345,"prompt":"\ud800"}""", "12345")]
+    [InlineData("""{"prompt":"\ud800","id":-1.5e3 }""", "-1.5e3")]
+    [InlineData("""{"prompt":"\ud800","id":"x\"y"}""", "x\"y")]
+    [InlineData("""{"prompt":"x","a":{"\ud800":1},"id":"late"}""", "late")]
+    [InlineData("""{"id":"","prompt":"\ud800"}""", "fallback")]
+    [InlineData("""{"id":null,"prompt":"\ud800"}""", "fallback")]
+    [InlineData("""{"id":[],"prompt":"\ud800"}""", "fallback")]
+    public void ScanProblem_IdStillReadByItsOwnRules(string body, string expectedId)
+    {
+        var result = Parse(body);
+        Assert.Equal(ErrorCodes.InvalidField, result.Error!.Code);
+        Assert.Equal(expectedId, result.Id);
+        AssertResultPublishable(result);
+    }
+
     [Fact]
     public void LoneSurrogate_InMetadata_FailedResultLeavesMetadataOutAndKeepsTheId()
     {
