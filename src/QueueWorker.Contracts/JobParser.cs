@@ -79,9 +79,18 @@ public static class JobParser
             echo.AddRange(body.Slice(s.Start, s.Length));
         }
         echo.Add((byte)'}');
-        using var doc = JsonDocument.Parse(echo.ToArray(), new JsonDocumentOptions { MaxDepth = limits.MaxDepth + 1 });
-        var reader = new Reader(doc.RootElement, limits, fallbackId);
-        return (reader.TryReadId() ?? fallbackId, reader.TryReadMetadata());
+        try
+        {
+            // The slices were valid values of a document that parsed with this depth limit (0 = the default, 64).
+            using var doc = JsonDocument.Parse(echo.ToArray(), new JsonDocumentOptions { MaxDepth = limits.MaxDepth > 0 ? limits.MaxDepth + 1 : 0 });
+            var reader = new Reader(doc.RootElement, limits, fallbackId);
+            return (reader.TryReadId() ?? fallbackId, reader.TryReadMetadata());
+        }
+        catch (JsonException)
+        {
+            // Not expected; the refusal itself must still be answered, with the fallback id.
+            return (fallbackId, null);
+        }
     }
 
     public static ParseResult Parse(string json, JobLimits limits, string? fallbackId = null) =>

@@ -95,6 +95,17 @@ public class JobParserEdgeTests
     }
 
     [Fact]
+    public void ScanProblem_DefaultDepthLimit_DeepMetadataStillEchoed()
+    {
+        var deep = string.Concat(Enumerable.Repeat("{\"a\":", 50)) + "1" + new string('}', 50);
+        var result = JobParser.Parse($$"""{"id":"deep","metadata":{{deep}},"prompt":"\ud800"}""", Limits with { MaxDepth = 0, MaxMetadataBytes = 16 * 1024 }, "fallback");
+        Assert.Equal("prompt", result.Error!.Field);
+        Assert.Equal("deep", result.Id);
+        Assert.NotNull(result.Metadata);
+        AssertResultPublishable(result);
+    }
+
+    [Fact]
     public void LoneSurrogate_InMetadata_FailedResultLeavesMetadataOutAndKeepsTheId()
     {
         var result = Parse("""{"id":"doc-2","metadata":{"k":"\ud800"},"prompt":"x"}""");
