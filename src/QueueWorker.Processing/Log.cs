@@ -13,4 +13,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Job {JobId} failed: {Code}: {Reason} (delivery {DeliveryCount})")]
     public static partial void JobFailed(ILogger logger, string jobId, string code, string reason, long deliveryCount);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Error, Message = "Job {JobId} failed on an unexpected {ExceptionType} (delivery {DeliveryCount}); answered internal_error")]
+    public static partial void JobFaulted(ILogger logger, string jobId, string exceptionType, long deliveryCount, Exception exception);
 }

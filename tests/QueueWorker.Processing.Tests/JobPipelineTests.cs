@@ -390,14 +390,118 @@ public sealed class JobPipelineTests
     }
 
     [Fact]
-    public async Task RunAsync_UnexpectedEngineFault_Propagates()
+    public async Task RunAsync_UnexpectedEngineFault_FailedInternalErrorNamingTheType()
     {
-        _engine.Answer = (_, _) => throw new InvalidOperationException("bug");
+        _engine.Answer = (_, _) => throw new InvalidOperationException("bug with the prompt text in it");
 
-        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => RunAsync(Valid));
+        var result = await RunAsync(Valid);
 
-        Assert.Equal("bug", ex.Message);
+        Assert.Equal("j1", result.Id);
+        Assert.Equal(JobStatus.Failed, result.Status);
+        Assert.Equal(ErrorCodes.InternalError, result.Error!.Code);
+        Assert.Contains(nameof(InvalidOperationException), result.Error.Message);
+        Assert.DoesNotContain("prompt text", result.Error.Message);
+        Assert.Equal("v", result.Metadata!.Value.GetProperty("k").GetString());
+        Assert.Equal([ErrorCodes.InternalError], _observer.Failed);
+        var logged = Assert.Single(_logger.Entries, e => e.Id.Id == 2004);
+        Assert.Equal(LogLevel.Error, logged.Level);
+        Assert.Contains("j1", logged.Message);
+    }
+
+    [Theory]
+    [InlineData(JobStage.Admission, "msg-1")]
+    [InlineData(JobStage.Deadline, "j1")]
+    [InlineData(JobStage.Engine, "j1")]
+    [InlineData(JobStage.Result, "j1")]
+    [InlineData(JobStage.Observe, "j1")]
+    public async Task RunAsync_ThrowAtAnyStage_ExactlyOneFailedResult(JobStage stage, string expectedId)
+    {
+        var sut = CreateSut();
+        sut.StageHook = s => { if (s == stage) throw new FormatException("injected at " + s); };
+
+        var result = await sut.RunAsync(Input(Valid), CancellationToken.None);
+
+        Assert.Equal(expectedId, result.Id);
+        Assert.Equal(JobStatus.Failed, result.Status);
+        Assert.Equal(ErrorCodes.InternalError, result.Error!.Code);
+        Assert.Contains(nameof(FormatException), result.Error.Message);
+        Assert.Equal(ErrorCodes.InternalError, Assert.Single(_observer.Failed));
+        Assert.Empty(_observer.Completed);
+    }
+
+    [Theory]
+    [InlineData(JobStage.Admission)]
+    [InlineData(JobStage.Engine)]
+    [InlineData(JobStage.Observe)]
+    public async Task RunAsync_ThrowAtAnyStageOfAParsedJob_ExactlyOneFailedResult(JobStage stage)
+    {
+        var sut = CreateSut();
+        sut.StageHook = s => { if (s == stage) throw new NullReferenceException(); };
+        var job = JobParser.Parse(Encoding.UTF8.GetBytes(Valid), new JobLimits(), "fallback").Job!;
+
+        var result = await sut.RunAsync(job, JobArrival.InProcess(_time.GetUtcNow()), CancellationToken.None);
+
+        Assert.Equal("j1", result.Id);
+        Assert.Equal(ErrorCodes.InternalError, result.Error!.Code);
+    }
+
+    [Fact]
+    public async Task RunAsync_ObserverThrowsEvenOnTheFailurePath_ResultStillReturned()
+    {
+        var throwing = new ThrowingObserver();
+        var sut = new JobPipeline(_engine, new InferenceOptions(), Identity, throwing, _time, _logger);
+
+        var result = await sut.RunAsync(Input(Valid), CancellationToken.None);
+
+        Assert.Equal("j1", result.Id);
+        Assert.Equal(ErrorCodes.InternalError, result.Error!.Code);
+        Assert.Equal(2, throwing.Calls);
+    }
+
+    [Fact]
+    public async Task RunAsync_EngineStoppedWithoutCallerCancellation_PropagatesForRequeue()
+    {
+        _engine.Answer = (_, _) => throw new OperationCanceledException("engine stopping");
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => RunAsync(Valid));
+
         Assert.Equal(0, _observer.Calls);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    public async Task RunAsync_NoUsableMessageIdAndNoBodyId_NewJobId(string? messageId)
+    {
+        var result = await RunAsync("""{"prompt":"x","max_tokens":1}""", i => i with { MessageId = messageId });
+
+        Assert.StartsWith("job-", result.Id);
+    }
+
+    [Fact]
+    public async Task RunAsync_MessageIdLongerThanAShortString_NotEchoedAsTheId()
+    {
+        var result = await RunAsync("not json", i => i with { MessageId = new string('é', 200) });
+
+        Assert.StartsWith("job-", result.Id);
+        Assert.Equal(ErrorCodes.InvalidJson, result.Error!.Code);
+    }
+
+    private sealed class ThrowingObserver : IJobObserver
+    {
+        public int Calls { get; private set; }
+
+        public void JobCompleted(JobResult result)
+        {
+            Calls++;
+            throw new InvalidOperationException("metrics down");
+        }
+
+        public void JobFailed(string code)
+        {
+            Calls++;
+            throw new InvalidOperationException("metrics down");
+        }
     }
 
     // ---- queued_ms ----
