@@ -29,7 +29,7 @@ public sealed class RabbitMqConnection : IAsyncDisposable
         ClientName = string.IsNullOrWhiteSpace(_options.ClientName)
             ? $"queueworker@{Environment.MachineName}:{Environment.ProcessId}"
             : _options.ClientName;
-        MaskedUri = RabbitMqOptionsValidator.MaskPassword(_options.Uri);
+        MaskedUri = SecretMasker.MaskUri(_options.Uri);
         _connectPipeline = ResiliencePipelines.CreateConnect(timeProvider, logger, MaskedUri, randomizer.Next);
     }
 

@@ -32,7 +32,7 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
 
     private string QueueMissingStatus => $"{options.JobsQueue} does not exist; waiting for a worker to declare it";
 
-    public string Description => $"{options.JobsQueue} on {CliConfiguration.Redact(options.Uri)}";
+    public string Description => $"{options.JobsQueue} on {SecretMasker.MaskUri(options.Uri)}";
 
     public RunnerCounters Counters { get; } = new();
 
@@ -188,14 +188,14 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         }
         catch (BrokerUnreachableException ex)
         {
-            throw new CliException($"cannot reach RabbitMQ at {CliConfiguration.Redact(options.Uri)}: {Innermost(ex).Message}", ExitCodes.Broker, ex);
+            throw new CliException($"cannot reach RabbitMQ at {SecretMasker.MaskUri(options.Uri)}: {Innermost(ex).Message}", ExitCodes.Broker, ex);
         }
 
         try
         {
             await CheckJobsQueueAsync(connection, cancellationToken);
             var session = await BrokerSession.OpenAsync(connection, OnResultAsync, cancellationToken);
-            LogConnected(CliConfiguration.Redact(options.Uri), session.ReplyQueue);
+            LogConnected(SecretMasker.MaskUri(options.Uri), session.ReplyQueue);
             return session;
         }
         catch
@@ -217,7 +217,7 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
         {
             throw new CliException(
-                $"no worker has declared {options.JobsQueue} yet; start the worker (queue RabbitMq:JobsQueue = \"{options.JobsQueue}\" does not exist on {CliConfiguration.Redact(options.Uri)})",
+                $"no worker has declared {options.JobsQueue} yet; start the worker (queue RabbitMq:JobsQueue = \"{options.JobsQueue}\" does not exist on {SecretMasker.MaskUri(options.Uri)})",
                 ExitCodes.Broker, ex);
         }
     }
