@@ -39,7 +39,7 @@ public sealed class RabbitMqFixture : IAsyncLifetime, IAsyncDisposable
         catch (Exception ex)
         {
             throw new InvalidOperationException(
-                $"RabbitMQ is not reachable at {RabbitMqOptionsValidator.MaskPassword(Uri)} ({ex.GetBaseException().Message}). " +
+                $"RabbitMQ is not reachable at {SecretMasker.MaskUri(Uri)} ({ex.GetBaseException().Message}). " +
                 $"These integration tests need a real broker: start one with ops/rabbitmq/start-local.sh, or point {UriVariable} at one.", ex);
         }
     }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Console;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
+using QueueWorker.Messaging;
 using QueueWorker.Processing;
 
 namespace QueueWorker.Hosting;
@@ -28,7 +29,7 @@ public static class TelemetryExtensions
         if (string.IsNullOrWhiteSpace(endpoint)) endpoint = builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
         if (string.IsNullOrWhiteSpace(endpoint)) return builder;
         if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri))
-            throw new InvalidOperationException($"Telemetry:OtlpEndpoint = '{endpoint}' is not an absolute URI (e.g. http://collector:4317).");
+            throw new InvalidOperationException($"Telemetry:OtlpEndpoint = '{SecretMasker.MaskUri(endpoint)}' is not an absolute URI (e.g. http://collector:4317).");
 
         var protocol = builder.Configuration["Telemetry:OtlpProtocol"] is "http/protobuf" ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
         builder.Services.AddOpenTelemetry()
