@@ -59,19 +59,14 @@ public sealed class BenchBroker : IAsyncDisposable
         catch (Exception e) when (e is not OperationCanceledException)
         {
             throw new InvalidOperationException(
-                $"RabbitMQ is not reachable at {Redact(uri)} ({e.Message}). The worker benchmark needs a broker: start one (ops/rabbitmq/start-local.sh) " +
+                $"RabbitMQ is not reachable at {QueueWorker.Messaging.SecretMasker.MaskUri(uri)} ({e.Message}). The worker benchmark needs a broker: start one (ops/rabbitmq/start-local.sh) " +
                 "or point --broker-uri (or RabbitMq:Uri / RabbitMq__Uri) at one.", e);
         }
 
         // No publisher confirms: a job is published as fast as a producer can, so the wall time starts at the first publish.
         var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
-        return new BenchBroker(connection, channel, Redact(uri));
+        return new BenchBroker(connection, channel, QueueWorker.Messaging.SecretMasker.MaskUri(uri));
     }
-
-    public static string Redact(string uri) =>
-        System.Uri.TryCreate(uri, UriKind.Absolute, out var u) && u.UserInfo.Contains(':', StringComparison.Ordinal)
-            ? uri.Replace(u.UserInfo, u.UserInfo.Split(':')[0] + ":***", StringComparison.Ordinal)
-            : uri;
 
     /// <summary>Fresh queue names for one worker; they are deleted when the broker is disposed.</summary>
     public WorkerQueues NewQueues(string tag)

@@ -333,7 +333,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             seedRun ? SeedClaims.Recommend(sections, plan) : [])
         {
             Targets = worker?.Targets ?? [],
-            Worker = workerPlan is null ? null : workerPlan with { BrokerUri = BenchBroker.Redact(workerPlan.BrokerUri) },
+            Worker = workerPlan is null ? null : workerPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(workerPlan.BrokerUri) },
         };
 
         Directory.CreateDirectory(settings.Out);
