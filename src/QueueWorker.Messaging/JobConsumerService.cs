@@ -271,17 +271,42 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
             return;
         }
-        catch (Exception ex)
+        catch (OperationCanceledException ex)
         {
-            Log.HandlerFailed(_logger, ex, messageId, job.DeliveryCount);
+            // Interrupted, not wrong (e.g. the engine stopped): another worker may finish it.
+            Log.JobInterrupted(_logger, messageId, ex.Message);
             await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
             return;
+        }
+        catch (Exception ex)
+        {
+            // The handler answers every job itself, so this is a bug in it. Answer the job anyway: a requeued job that
+            // fails the same way would only run again until the delivery limit, and its producer would hear nothing.
+            Log.HandlerFailed(_logger, ex, messageId, job.DeliveryCount);
+            result = InternalError(job, null, ex);
         }
 
         string destination;
         try
         {
             destination = await _publisher.PublishAsync(result, job, _publishCts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!ResiliencePipelines.IsTransient(ex))
+        {
+            // Not the broker: this result can never be written (it would fail the same way on every delivery). A
+            // minimal result in its place keeps the promise of one answer per job; the broker deciding is the only requeue.
+            Log.ResultUnpublishable(_logger, result.Id, messageId, ResiliencePipelines.Describe(ex));
+            var fallback = InternalError(job, result.Id, ex);
+            try
+            {
+                destination = await _publisher.PublishAsync(fallback, job, _publishCts.Token).ConfigureAwait(false);
+            }
+            catch (Exception fallbackEx)
+            {
+                Log.PublishFailed(_logger, fallback.Id, messageId, ResiliencePipelines.Describe(fallbackEx));
+                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+                return;
+            }
         }
         catch (Exception ex)
         {
@@ -291,6 +316,18 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
         if (await SettleAsync(channel, deliveryTag, ack: true, messageId).ConfigureAwait(false))
             Log.JobAcked(_logger, messageId, result.Id, destination);
+    }
+
+    /// <summary>
+    /// The answer to a job the worker failed on in a way nobody foresaw: nothing from the job but an id that can be
+    /// published as an AMQP short string (the result's, else the message id, else a new one) and the exception's type.
+    /// </summary>
+    internal static JobResult InternalError(IncomingJob job, string? resultId, Exception ex)
+    {
+        var id = AmqpShortString.Fits(resultId) && resultId!.Length > 0 ? resultId
+            : AmqpShortString.Fits(job.MessageId) && job.MessageId!.Length > 0 ? job.MessageId
+            : "job-" + Guid.NewGuid().ToString("N");
+        return JobResult.Failed(id, JobError.Internal(ex));
     }
 
     /// <summary>Acks, or nacks with requeue. Never throws: when the channel is gone the broker has requeued the delivery already.</summary>

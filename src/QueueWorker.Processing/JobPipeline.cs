@@ -193,8 +193,7 @@ public sealed class JobPipeline
     /// </summary>
     private JobResult InternalError(string id, Exception ex, JsonElement? metadata, long started, long deliveryCount)
     {
-        var error = new JobError(ErrorCodes.InternalError,
-            $"The worker failed on this job ({ex.GetType().Name}); the fault is logged under this job id. Retrying will not help until the worker is fixed.");
+        var error = JobError.Internal(ex);
         try
         {
             Activity.Current?.SetTag("queueworker.error.code", error.Code);

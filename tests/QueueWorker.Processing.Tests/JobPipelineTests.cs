@@ -403,7 +403,7 @@ public sealed class JobPipelineTests
         Assert.DoesNotContain("prompt text", result.Error.Message);
         Assert.Equal("v", result.Metadata!.Value.GetProperty("k").GetString());
         Assert.Equal([ErrorCodes.InternalError], _observer.Failed);
-        var logged = Assert.Single(_logger.Entries, e => e.Id.Id == 2004);
+        var logged = Assert.Single(_logger.Entries, e => e.Id.Id == 3004);
         Assert.Equal(LogLevel.Error, logged.Level);
         Assert.Contains("j1", logged.Message);
     }
@@ -576,7 +576,7 @@ public sealed class JobPipelineTests
         await RunAsync(Valid, i => i with { DeliveryCount = 2 });
 
         var entries = _logger.Entries.ToList();
-        Assert.Equal(new[] { 2001, 2002 }, entries.Select(e => e.Id.Id));
+        Assert.Equal(new[] { 3001, 3002 }, entries.Select(e => e.Id.Id));
         Assert.Equal("Job j1 started (delivery 2)", entries[0].Message);
         Assert.StartsWith("Job j1 completed: length, 5 prompt + 4 completion tokens in", entries[1].Message, StringComparison.Ordinal);
         Assert.All(entries, e => Assert.Contains(e.Scopes, s => s is IEnumerable<KeyValuePair<string, object>> kv && kv.Contains(new("JobId", "j1"))));
@@ -588,7 +588,7 @@ public sealed class JobPipelineTests
         await RunAsync("""{"id":"j2","prompt":"x","temperature":9}""", i => i with { DeliveryCount = 3 });
 
         var entry = Assert.Single(_logger.Entries);
-        Assert.Equal(2003, entry.Id.Id);
+        Assert.Equal(3003, entry.Id.Id);
         Assert.Equal(LogLevel.Warning, entry.Level);
         Assert.StartsWith("Job j2 failed: invalid_field: ", entry.Message, StringComparison.Ordinal);
         Assert.EndsWith("(delivery 3)", entry.Message, StringComparison.Ordinal);
