@@ -3,6 +3,7 @@ using QueueWorker.Cli.Bench;
 
 namespace QueueWorker.Bench.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class StatTests
 {
     [Fact]
@@ -24,6 +25,7 @@ public sealed class StatTests
     public void Of_NoSamples_Throws() => Assert.Throws<ArgumentException>(() => Stat.Of([]));
 }
 
+[Trait("Category", "Unit")]
 public sealed class SeedClaimsTests
 {
     private static ConfigResult Job(string name, params double[] jobMs) =>
@@ -88,6 +90,7 @@ public sealed class SeedClaimsTests
     internal static BenchPlan Plan() => new(false, 1, 3, new JobShape(128, 32), 2, 2048, BenchRunner.DefaultSections, ["q4_0"], [1, 4], 1);
 }
 
+[Trait("Category", "Unit")]
 public sealed class ReportWriterTests : IDisposable
 {
     private readonly TempDir _dir = new();

@@ -9,6 +9,7 @@ namespace QueueWorker.Bench.Tests;
 /// broker (127.0.0.1, temporary queues), every target measured and reported. Speed is not asserted here: a
 /// benchmark judges speed, on a quiet machine (qw bench --sections worker).
 /// </summary>
+[Trait("Category", "Integration")]
 public sealed partial class WorkerBenchTests : IDisposable
 {
     private readonly TempDir _dir = new();
@@ -145,6 +146,7 @@ public sealed partial class WorkerBenchTests : IDisposable
 }
 
 /// <summary>The batching section's engine: the worker's LlamaEngine built by AddInference in a Generic Host, run for real.</summary>
+[Trait("Category", "Integration")]
 public sealed class EngineHostTests
 {
     [Fact]

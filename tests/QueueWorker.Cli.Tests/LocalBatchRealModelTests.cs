@@ -9,6 +9,7 @@ using QueueWorker.Cli.Tests.Broker;
 namespace QueueWorker.Cli.Tests;
 
 [Collection(BrokerCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class LocalBatchRealModelTests(BrokerFixture broker) : IDisposable
 {
     private readonly TempDir _dir = new();

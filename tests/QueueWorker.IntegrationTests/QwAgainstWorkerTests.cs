@@ -4,6 +4,7 @@ using System.Text.Json;
 namespace QueueWorker.IntegrationTests;
 
 /// <summary>Issue 5 against the real worker and model: qw submit and qw batch as users run them.</summary>
+[Trait("Category", "Integration")]
 public class QwAgainstWorkerTests(WorkerFixture fixture) : IClassFixture<WorkerFixture>
 {
     private async Task<(int ExitCode, string Stdout, string Stderr)> QwAsync(params string[] args)

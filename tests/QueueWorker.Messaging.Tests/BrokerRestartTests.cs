@@ -112,6 +112,7 @@ public sealed class PrivateBrokerFixture : IAsyncLifetime
 }
 
 /// <summary>The broker application restarts under a running worker (<c>rabbitmqctl stop_app</c> / <c>start_app</c>), on a private broker.</summary>
+[Trait("Category", "Integration")]
 public sealed class BrokerRestartTests(PrivateBrokerFixture privateBroker, ITestOutputHelper output) : IClassFixture<PrivateBrokerFixture>
 {
     [Fact]

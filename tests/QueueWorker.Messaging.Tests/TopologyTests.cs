@@ -4,6 +4,7 @@ using RabbitMQ.Client;
 namespace QueueWorker.Messaging.Tests;
 
 [Collection(RabbitMqCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     [Fact]

@@ -10,6 +10,7 @@ namespace QueueWorker.Ops.Tests;
 /// over AMQP. The passwords are the documented examples, so these tests also prove the hashes.
 /// </summary>
 [Collection(BrokerCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class LeastPrivilegeTests(BrokerFixture broker)
 {
     private const ushort AccessRefused = 403;

@@ -5,6 +5,7 @@ using QueueWorker.Inference.Models;
 namespace QueueWorker.Tests;
 
 /// <summary>The download path of the default model, served from 127.0.0.1 (these machines reach no model hub).</summary>
+[Trait("Category", "Integration")]
 public sealed class ModelDownloaderTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("qw-dl-").FullName;

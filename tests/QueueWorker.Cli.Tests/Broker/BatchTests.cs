@@ -7,6 +7,7 @@ using QueueWorker.Inference;
 namespace QueueWorker.Cli.Tests.Broker;
 
 [Collection(BrokerCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class BatchTests(BrokerFixture broker, Xunit.Abstractions.ITestOutputHelper log) : IDisposable
 {
     private readonly TempDir _dir = new();

@@ -4,6 +4,7 @@ using QueueWorker.Contracts;
 namespace QueueWorker.Cli.Tests.Broker;
 
 [Collection(BrokerCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class SubmitTests(BrokerFixture broker)
 {
     private string[] Args(FakeWorker worker, params string[] args) =>
@@ -139,6 +140,7 @@ public sealed class SubmitTests(BrokerFixture broker)
 }
 
 /// <summary>Flag validation happens before any connection, with the worker's own rule text.</summary>
+[Trait("Category", "Unit")]
 public sealed class SubmitValidationTests
 {
     [Theory]

@@ -8,6 +8,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 /// Issue 4: the broker configuration shipped in ops/rabbitmq/rabbitmq.conf fits the worker's defaults in appsettings.json
 /// (FACTS.md: RabbitMQ 3.10's consumer timeout is global; RabbitMQ.Client 7.x drops the connection on bodies over 64 MiB).
 /// </summary>
+[Trait("Category", "Unit")]
 public sealed class BrokerConfigTests
 {
     private const long ClientMaxInboundBodyBytes = 64L * 1024 * 1024; // RabbitMQ.Client 7.x MaxInboundMessageBodySize default

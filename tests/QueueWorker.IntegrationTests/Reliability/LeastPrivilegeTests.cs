@@ -11,6 +11,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 /// ops/rabbitmq/definitions.json (copied here, applied to this test's unique queue names, as apply-users.sh does).
 /// </summary>
 [Collection(ReliabilityCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class LeastPrivilegeTests(ITestOutputHelper output)
 {
     private const ushort AccessRefused = 403;

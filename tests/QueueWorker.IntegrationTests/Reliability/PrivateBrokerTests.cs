@@ -12,6 +12,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 /// started with ops/rabbitmq/start-local.sh so that no other user of the shared broker is disturbed.
 /// </summary>
 [Collection(ReliabilityCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper output) : IClassFixture<PrivateBroker>
 {
     [Fact]
