@@ -16,7 +16,7 @@ public sealed partial class WorkerBenchTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static string BrokerUri => Environment.GetEnvironmentVariable("QW_TEST_RABBITMQ_URI") ?? "amqp://guest:guest@127.0.0.1:5672/";
+    private static string BrokerUri => TestSettings.RabbitMqUri;
 
     private static string WorkerDll => WorkerProcess.FindWorkerDll(AppContext.BaseDirectory)
         ?? throw new InvalidOperationException($"the worker binary was not found from {AppContext.BaseDirectory}: build src/QueueWorker (this project references it)");

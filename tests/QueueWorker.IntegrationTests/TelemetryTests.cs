@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 
 namespace QueueWorker.IntegrationTests;
@@ -19,7 +18,7 @@ public sealed class TelemetryTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         // A stand-in OTLP/HTTP collector on loopback: it records what the worker exports.
-        using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); _port = ((IPEndPoint)probe.LocalEndpoint).Port; }
+        _port = FreePort.Next();
         _collector.Prefixes.Add($"http://127.0.0.1:{_port}/");
         _collector.Start();
         _ = Task.Run(async () =>

@@ -12,7 +12,9 @@ namespace QueueWorker.Testing;
 public class BrokerFixture : IAsyncLifetime, IAsyncDisposable
 {
     private readonly ConcurrentQueue<string> _queues = new();
+    private readonly SemaphoreSlim _publisherLock = new(1, 1);
     private IConnection? _connection;
+    private IChannel? _publisher;
 
     /// <summary>The shared broker (xunit's constructor for a fixture).</summary>
     public BrokerFixture()
@@ -83,19 +85,35 @@ public class BrokerFixture : IAsyncLifetime, IAsyncDisposable
     public async Task<IChannel> OpenChannelAsync(bool confirms = true) =>
         await Connection.CreateChannelAsync(new CreateChannelOptions(confirms, confirms));
 
-    /// <summary>Publishes a message to <paramref name="queue"/> through the default exchange: persistent, JSON, mandatory, confirmed.</summary>
+    /// <summary>
+    /// Publishes a message to <paramref name="queue"/> through the default exchange: persistent, JSON, mandatory,
+    /// confirmed. No message_id or timestamp unless <paramref name="configure"/> sets them: tests of a job without them need that.
+    /// </summary>
     public async Task PublishAsync(string queue, ReadOnlyMemory<byte> body, Action<BasicProperties>? configure = null)
     {
-        await using var channel = await OpenChannelAsync();
-        var properties = new BasicProperties
-        {
-            ContentType = "application/json",
-            DeliveryMode = DeliveryModes.Persistent,
-            MessageId = Guid.NewGuid().ToString("N"),
-            Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds()),
-        };
+        var properties = new BasicProperties { ContentType = "application/json", DeliveryMode = DeliveryModes.Persistent };
         configure?.Invoke(properties);
-        await channel.BasicPublishAsync(string.Empty, queue, mandatory: true, properties, body);
+        await (await PublisherAsync()).BasicPublishAsync(string.Empty, queue, mandatory: true, properties, body);
+    }
+
+    // One confirming channel for every publish (a channel per message is slow in a soak test); opened again when a
+    // failed publish closed it, so one test's refused message does not fail the next one's.
+    private async Task<IChannel> PublisherAsync()
+    {
+        await _publisherLock.WaitAsync();
+        try
+        {
+            if (_publisher is { IsClosed: true })
+            {
+                await _publisher.DisposeAsync();
+                _publisher = null;
+            }
+            return _publisher ??= await OpenChannelAsync(confirms: true);
+        }
+        finally
+        {
+            _publisherLock.Release();
+        }
     }
 
     /// <summary>Takes one message from <paramref name="queue"/> (acked at once), or null when it is empty.</summary>
@@ -160,6 +178,19 @@ public class BrokerFixture : IAsyncLifetime, IAsyncDisposable
     {
         if (_connection is null)
             return;
+        if (_publisher is not null)
+        {
+            try
+            {
+                await _publisher.CloseAsync();
+            }
+            catch (Exception)
+            {
+                // Already closed with its connection: nothing to close.
+            }
+            await _publisher.DisposeAsync();
+            _publisher = null;
+        }
         foreach (var queue in _queues)
         {
             try

@@ -120,7 +120,7 @@ public sealed class SubmitTests(BrokerFixture broker)
     [Fact]
     public async Task Submit_JobsQueueNotDeclared_ClearErrorExitCode3()
     {
-        var queue = BrokerFixture.UniqueQueue("absent");
+        var queue = BrokerFixture.UniqueName("qw-test.absent");
 
         var run = await Qw.RunAsync(["submit", "x", "--uri", broker.Uri, "--set", $"RabbitMq:JobsQueue={queue}"]);
 

@@ -83,7 +83,7 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
 
     private static string Uri(string user, string password)
     {
-        var shared = new Uri(TestEnvironment.RabbitMqUri);
+        var shared = new Uri(TestSettings.RabbitMqUri);
         return $"amqp://{System.Uri.EscapeDataString(user)}:{System.Uri.EscapeDataString(password)}@{shared.Host}:{shared.Port}/";
     }
 

@@ -13,7 +13,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 /// </summary>
 [Collection(ReliabilityCollection.Name)]
 [Trait("Category", "Integration")]
-public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper output) : IClassFixture<PrivateBroker>
+public sealed class PrivateBrokerTests(PrivateRabbitNode broker, ITestOutputHelper output) : IClassFixture<PrivateRabbitNode>
 {
     [Fact]
     public async Task BrokerAppRestarted_MidRun_WorkerRecoversAndEveryJobGetsItsResult()

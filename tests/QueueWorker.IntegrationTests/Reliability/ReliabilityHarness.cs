@@ -59,7 +59,7 @@ public sealed class ReliabilityHarness : IAsyncDisposable
 
     public static async Task<ReliabilityHarness> CreateAsync(ITestOutputHelper output, string? uri = null, Rabbitmqctl? ctl = null)
     {
-        uri ??= TestEnvironment.RabbitMqUri;
+        uri ??= TestSettings.RabbitMqUri;
         var broker = await TestBroker.ConnectAsync(uri);
         var harness = new ReliabilityHarness(output, broker, uri, ctl ?? Rabbitmqctl.Shared);
         broker.Own(harness.JobsQueue);
