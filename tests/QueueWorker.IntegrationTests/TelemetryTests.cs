@@ -48,7 +48,7 @@ public sealed class TelemetryTests : IAsyncLifetime
             ["Telemetry:OtlpProtocol"] = "http/protobuf",
             ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
         });
-        await _worker.WaitReadyAsync(TimeSpan.FromSeconds(90));
+        await _worker.WaitReadyAsync(Waits.WorkerReady);
     }
 
     [Fact]

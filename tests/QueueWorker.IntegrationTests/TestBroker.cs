@@ -59,6 +59,7 @@ public sealed class TestBroker : BrokerFixture
 
 public sealed record ReceivedResult(JobResult Result, string? MessageId, string? CorrelationId, string? ContentType, bool Persistent);
 
+/// <summary>The results arriving on one queue; its waits are scaled by <see cref="Waits"/> (longer on CI).</summary>
 public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
 {
     private readonly ConcurrentQueue<ReceivedResult> _results = new();
@@ -75,6 +76,7 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
     /// <summary>Waits until <paramref name="count"/> results have arrived in total.</summary>
     public async Task<IReadOnlyList<ReceivedResult>> WaitForAsync(int count, TimeSpan timeout)
     {
+        timeout = Waits.Scale(timeout);
         using var cts = new CancellationTokenSource(timeout);
         try
         {
@@ -90,6 +92,7 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
     /// <summary>Waits until every one of <paramref name="ids"/> has at least one result.</summary>
     public async Task WaitForIdsAsync(IReadOnlyCollection<string> ids, TimeSpan timeout)
     {
+        timeout = Waits.Scale(timeout);
         using var cts = new CancellationTokenSource(timeout);
         while (true)
         {
@@ -103,6 +106,7 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
 
     public async Task<ReceivedResult> WaitForIdAsync(string id, TimeSpan timeout)
     {
+        timeout = Waits.Scale(timeout);
         using var cts = new CancellationTokenSource(timeout);
         while (true)
         {
