@@ -1,52 +1,26 @@
-using Microsoft.Extensions.DependencyInjection;
 using QueueWorker.Cli.Infrastructure;
-using Spectre.Console.Cli;
 
 namespace QueueWorker.Cli;
 
 /// <summary>The qw command line, runnable in-process (tests pass their own console and clock).</summary>
 internal static class QwApp
 {
-    public static async Task<int> RunAsync(string[] args, CliConsole console, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>Commands that left qw for the benchmark tool, with what to type now.</summary>
+    private static readonly Dictionary<string, string> Moved = new(StringComparer.Ordinal)
     {
-        var services = new ServiceCollection();
-        services.AddSingleton(console);
-        services.AddSingleton(time);
-        var app = new CommandApp(new TypeRegistrar(services));
-        app.Configure(config =>
+        ["bench"] = "qwbench",
+        ["model"] = "qwbench model",
+    };
+
+    public static Task<int> RunAsync(string[] args, CliConsole console, TimeProvider time, CancellationToken cancellationToken)
+    {
+        // Checked before parsing: Spectre would only say "unknown command", and a producer's old script deserves the new name.
+        if (args is [var command, ..] && Moved.TryGetValue(command, out var replacement))
         {
-            config.SetApplicationName("qw");
-            config.Settings.Console = console.Ansi;
-            config.PropagateExceptions();
-            // A mistyped flag is an error, not an ignored extra argument.
-            config.Settings.StrictParsing = true;
-            CommandRegistry.Register(config);
-        });
-        try
-        {
-            return await app.RunAsync(args, cancellationToken);
+            console.Message($"'qw {command}' moved to the benchmark tool: run '{replacement}' with the same options (src/QueueWorker.Bench).");
+            return Task.FromResult(ExitCodes.Usage);
         }
-        catch (CliException ex)
-        {
-            console.Message(ex.Message);
-            return ex.ExitCode;
-        }
-        catch (CommandAppException ex)
-        {
-            // Unknown flags, missing arguments, values of the wrong type.
-            console.Message(ex.Message);
-            return ExitCodes.Usage;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            // A full disk or a file that went away mid-run: say so in one line.
-            console.Message("I/O error: " + ex.Message);
-            return ExitCodes.Usage;
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            console.Message("interrupted.");
-            return ExitCodes.Interrupted;
-        }
+
+        return CliApp.RunAsync("qw", app => app.Configure(CommandRegistry.Register), args, console, time, cancellationToken);
     }
 }

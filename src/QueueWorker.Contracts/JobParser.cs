@@ -49,7 +49,47 @@ public static class JobParser
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 return Fail(ErrorCodes.NotAnObject, $"The body must be a JSON object, got {Describe(root.ValueKind)}.", null, fallbackId);
+            // Before any field is read: a lone surrogate or a duplicate key anywhere would make the reads below throw
+            // or silently pick one value.
+            var scan = JsonTextScan.Scan(body, limits.MaxDepth, Echoed);
+            if (scan.Problem is { } problem)
+            {
+                var (id, metadata) = ReadEchoed(body, scan, limits, fallbackId);
+                return Fail(ErrorCodes.InvalidField, problem.Message, problem.Field, id, metadata);
+            }
             return new Reader(root, limits, fallbackId).Read();
+        }
+    }
+
+    /// <summary>The top-level fields a failed result carries.</summary>
+    private static readonly IReadOnlySet<string> Echoed = new HashSet<string>(StringComparer.Ordinal) { "id", "metadata" };
+
+    /// <summary>
+    /// The id and metadata of a body refused by the scan, when each is clean and given once: they are read from a
+    /// small document holding only them, since the whole one cannot be read safely. Each follows its usual rules.
+    /// </summary>
+    private static (string? Id, JsonElement? Metadata) ReadEchoed(ReadOnlySpan<byte> body, JsonTextScan.Result scan, JobLimits limits, string? fallbackId)
+    {
+        var echo = new List<byte>(64) { (byte)'{' };
+        foreach (var (name, slice) in scan.TopLevel)
+        {
+            if (slice is not { } s) continue;
+            if (echo.Count > 1) echo.Add((byte)',');
+            echo.AddRange(System.Text.Encoding.UTF8.GetBytes($"\"{name}\":"));
+            echo.AddRange(body.Slice(s.Start, s.Length));
+        }
+        echo.Add((byte)'}');
+        try
+        {
+            // The slices were valid values of a document that parsed with this depth limit (0 = the default, 64).
+            using var doc = JsonDocument.Parse(echo.ToArray(), new JsonDocumentOptions { MaxDepth = limits.MaxDepth > 0 ? limits.MaxDepth + 1 : 0 });
+            var reader = new Reader(doc.RootElement, limits, fallbackId);
+            return (reader.TryReadId() ?? fallbackId, reader.TryReadMetadata());
+        }
+        catch (JsonException)
+        {
+            // Not expected; the refusal itself must still be answered, with the fallback id.
+            return (fallbackId, null);
         }
     }
 
@@ -104,11 +144,11 @@ public static class JobParser
                     Prompt = prompt,
                     Messages = messages,
                     MaxTokens = OptionalInt("max_tokens", 1, limits.MaxTokens, "the worker's cap Inference:MaxTokens") ?? limits.DefaultMaxTokens,
-                    Temperature = OptionalFloat("temperature", 0, 2, minExclusive: false),
+                    Temperature = OptionalFloat("temperature", 0, 2, minExclusive: false, MinDivisor),
                     TopP = OptionalFloat("top_p", 0, 1, minExclusive: true),
                     TopK = OptionalInt("top_k", 0, 100_000, null),
                     MinP = OptionalFloat("min_p", 0, 1, minExclusive: false),
-                    RepeatPenalty = OptionalFloat("repeat_penalty", 0, 10, minExclusive: true),
+                    RepeatPenalty = OptionalFloat("repeat_penalty", 0, 10, minExclusive: true, MinDivisor),
                     Seed = OptionalSeed(),
                     Stop = ReadStop(),
                     TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
@@ -120,6 +160,20 @@ public static class JobParser
             {
                 return new ParseResult(null, new JobError(ex.Code, ex.Message, ex.Field), id ?? fallbackId, metadata);
             }
+        }
+
+        /// <summary>The id when it follows its rules, else null (the failed result then takes the fallback id).</summary>
+        public string? TryReadId()
+        {
+            try { return ReadId(); }
+            catch (FieldException) { return null; }
+        }
+
+        /// <summary>The metadata when it follows its rules, else null (not echoed).</summary>
+        public JsonElement? TryReadMetadata()
+        {
+            try { return ReadMetadata(); }
+            catch (FieldException) { return null; }
         }
 
         private bool TryGet(string name, out JsonElement value) =>
@@ -139,6 +193,10 @@ public static class JobParser
             if (id.Length > limits.MaxIdLength)
                 throw new FieldException("id", $"\"id\" must be at most {limits.MaxIdLength} characters, got {id.Length}.");
             if (id.Any(char.IsControl)) throw new FieldException("id", "\"id\" must not contain control characters.");
+            // The id becomes the result's AMQP message_id, a short string: a longer one could never be published.
+            var bytes = AmqpShortString.ByteCount(id);
+            if (bytes > AmqpShortString.MaxBytes)
+                throw new FieldException("id", $"\"id\" must be at most {AmqpShortString.MaxBytes} bytes in UTF-8 (it becomes the result's AMQP message_id, a short string), got {bytes} bytes.");
             return id;
         }
 
@@ -192,12 +250,34 @@ public static class JobParser
 
         private void RejectUnsupported()
         {
-            // OpenAI fields a producer might expect to work; refusing beats silently ignoring them.
-            if (TryGet("n", out var n) && !(n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out var nv) && nv == 1))
-                throw new FieldException("n", "\"n\" must be 1: one completion per job.");
-            if (TryGet("stream", out var s) && s.ValueKind == JsonValueKind.True)
-                throw new FieldException("stream", "\"stream\" must be false: results are published whole.");
+            // OpenAI fields a producer might expect to work; refusing beats silently ignoring them. Only the values
+            // that mean "what the worker does anyway" pass: a string "true" is not false, and not silently ignored.
+            if (TryGet("n", out var n) && !(n.ValueKind == JsonValueKind.Number && TryInteger(n, out var nv) && nv == 1))
+                throw new FieldException("n", $"\"n\" must be 1: one completion per job, got {Show(n)}.");
+            if (TryGet("stream", out var s) && s.ValueKind != JsonValueKind.False)
+                throw new FieldException("stream", s.ValueKind == JsonValueKind.True
+                    ? "\"stream\" must be false: results are published whole."
+                    : $"\"stream\" must be false (a boolean): results are published whole, got {Show(s)}.");
         }
+
+        /// <summary>
+        /// JSON numbers are read as doubles. An integral value written as a float (3.0, 3e2) is an integer; 3.5 is not.
+        /// Beyond ±9.2e18 nothing fits any field, and the cast to long would saturate.
+        /// </summary>
+        private static bool TryInteger(JsonElement v, out long value)
+        {
+            if (v.TryGetInt64(out value)) return true;
+            if (v.TryGetDouble(out var d) && d == Math.Floor(d) && Math.Abs(d) < 9.2e18)
+            {
+                value = (long)d;
+                return true;
+            }
+            value = 0;
+            return false;
+        }
+
+        /// <summary>A value for a message: a number as written (shortened), anything else by its kind.</summary>
+        private static string Show(JsonElement v) => v.ValueKind == JsonValueKind.Number ? Truncate(v.GetRawText()) : Describe(v.ValueKind);
 
         private int? OptionalInt(string name, int min, int max, string? maxWhy)
         {
@@ -205,33 +285,44 @@ public static class JobParser
             var rule = $"an integer from {min} to {max}{(maxWhy is null ? "" : $" ({maxWhy})")}";
             if (v.ValueKind != JsonValueKind.Number)
                 throw new FieldException(name, $"\"{name}\" must be {rule}, got {Describe(v.ValueKind)}.");
-            if (!v.TryGetInt64(out var value))
-            {
-                // 3.0 is an integer written as a float; 3.5 is not.
-                if (v.TryGetDouble(out var d) && d == Math.Floor(d) && d >= long.MinValue && d <= long.MaxValue) value = (long)d;
-                else throw new FieldException(name, $"\"{name}\" must be {rule}, got {v.GetRawText()}.");
-            }
-            if (value < min || value > max)
-                throw new FieldException(name, $"\"{name}\" must be {rule}, got {value}.");
+            if (!TryInteger(v, out var value) || value < min || value > max)
+                throw new FieldException(name, $"\"{name}\" must be {rule}, got {Show(v)}.");
             return (int)value;
         }
 
-        private float? OptionalFloat(string name, double min, double max, bool minExclusive)
+        /// <param name="smallestPositive">
+        /// For values the sampler divides by: the smallest non-zero value. Checked on the 32-bit float the engine gets,
+        /// since that is what it divides by.
+        /// </param>
+        private float? OptionalFloat(string name, double min, double max, bool minExclusive, double smallestPositive = 0)
         {
             if (!TryGet(name, out var v)) return null;
             var rule = minExclusive ? $"a number greater than {Fmt(min)} and at most {Fmt(max)}" : $"a number from {Fmt(min)} to {Fmt(max)}";
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d))
+            if (v.ValueKind != JsonValueKind.Number)
                 throw new FieldException(name, $"\"{name}\" must be {rule}, got {Describe(v.ValueKind)}.");
-            if (double.IsNaN(d) || d > max || d < min || (minExclusive && d == min))
-                throw new FieldException(name, $"\"{name}\" must be {rule}, got {v.GetRawText()}.");
-            return (float)d;
+            // 1e999 reads as infinity, which the range check refuses like any other out-of-range value.
+            if (!v.TryGetDouble(out var d) || double.IsNaN(d) || d > max || d < min || (minExclusive && d == min))
+                throw new FieldException(name, $"\"{name}\" must be {rule}, got {Show(v)}.");
+            var f = (float)d;
+            if (minExclusive && f <= min)
+                throw new FieldException(name, $"\"{name}\" must be {rule}, got {Show(v)}, which is {Fmt(min)} as the 32-bit float the sampler uses.");
+            if (d != 0 && d < smallestPositive)
+                throw new FieldException(name,
+                    $"\"{name}\" must be {(minExclusive ? "" : "0 or ")}at least {MinDivisorText}, got {Show(v)}: the sampler divides logits by it, and a smaller value overflows a 32-bit float.");
+            return f;
         }
 
         private uint? OptionalSeed()
         {
             if (!TryGet("seed", out var v)) return null;
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out var s) || s < 0 || s > uint.MaxValue)
-                throw new FieldException("seed", $"\"seed\" must be an integer from 0 to {uint.MaxValue}, got {(v.ValueKind == JsonValueKind.Number ? v.GetRawText() : Describe(v.ValueKind))}.");
+            const string rule = "an integer from 0 to 4294967294";
+            if (v.ValueKind != JsonValueKind.Number)
+                throw new FieldException("seed", $"\"seed\" must be {rule}, got {Describe(v.ValueKind)}.");
+            if (!TryInteger(v, out var s) || s < 0 || s > uint.MaxValue)
+                throw new FieldException("seed", $"\"seed\" must be {rule}, got {Show(v)}.");
+            if (s == LlamaDefaultSeed)
+                throw new FieldException("seed",
+                    $"\"seed\" must be {rule}, got {LlamaDefaultSeed}: llama.cpp reads that value (LLAMA_DEFAULT_SEED) as \"pick a random seed\", so the job would not be reproducible; leave \"seed\" out for a random one.");
             return (uint)s;
         }
 
@@ -265,6 +356,17 @@ public static class JobParser
         }
 
         private static string Fmt(double d) => d.ToString(CultureInfo.InvariantCulture);
+
+        /// <summary>
+        /// The smallest non-zero temperature and repeat penalty. llama.cpp divides logits by the temperature (and
+        /// positive logits by the penalty): a denormal or tiny float turns them into infinities and the sampled token
+        /// into garbage. At 1e-6 a logit would have to exceed 3e32 to overflow, and sampling is already greedy.
+        /// </summary>
+        private const double MinDivisor = 1e-6;
+        private const string MinDivisorText = "0.000001";
+
+        /// <summary>llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed".</summary>
+        private const long LlamaDefaultSeed = uint.MaxValue;
         private static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";
     }
 }

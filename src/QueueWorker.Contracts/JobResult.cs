@@ -38,7 +38,15 @@ public sealed record JobResult
 }
 
 /// <summary>A failure: a stable <see cref="Code"/> (see <see cref="ErrorCodes"/>), a message naming the rule, and the field when one is at fault.</summary>
-public sealed record JobError(string Code, string Message, string? Field = null);
+public sealed record JobError(string Code, string Message, string? Field = null)
+{
+    /// <summary>
+    /// A fault nobody foresaw, answered instead of requeued. Only the exception's type: its message may quote the
+    /// job's text, and the log under the job id has the rest.
+    /// </summary>
+    public static JobError Internal(Exception exception) => new(ErrorCodes.InternalError,
+        $"The worker failed on this job ({exception?.GetType().Name}); the fault is logged under this job id. Retrying will not help until the worker is fixed.");
+}
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int CachedTokens)
 {

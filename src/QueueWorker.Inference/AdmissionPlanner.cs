@@ -44,7 +44,7 @@ internal static class AdmissionPlanner
         {
             foreach (var s in slots)
             {
-                var n = Math.Min(prompt.CommonPrefixLength(s.CachedSpan), maxReuse);
+                var n = Math.Min(prompt.CommonPrefixLength(s.Cached), maxReuse);
                 // On a tie prefer an idle slot: the job then takes it over without a copy.
                 if (n > reuse || (n == reuse && n > 0 && source is { IsActive: true } && !s.IsActive))
                 {
@@ -73,22 +73,22 @@ internal static class AdmissionPlanner
             foreach (var s in slots)
             {
                 if (s.IsActive) continue;
-                if (s.Cached.Count == 0) { empty ??= s; }
+                if (s.State == SlotState.Empty) { empty ??= s; }
                 if (lru is null || s.LastUsed < lru.LastUsed) lru = s;
             }
             target = empty ?? lru!;
         }
 
         // Evict idle caches, least recently used first and the reuse source last (its cells are copied before eviction).
-        var idle = slots.Where(s => !s.IsActive && s != target && s.Cached.Count > 0)
+        var idle = slots.Where(s => s.State == SlotState.Cached && s != target)
             .OrderBy(s => s == source ? 1 : 0).ThenBy(s => s.LastUsed).ToList();
-        var used = active + need + idle.Sum(s => s.Cached.Count);
+        var used = active + need + idle.Sum(s => s.Cached.Length);
         List<Slot> evict = [];
         foreach (var s in idle)
         {
             if (used <= contextSize) break;
             evict.Add(s);
-            used -= s.Cached.Count;
+            used -= s.Cached.Length;
         }
         return new AdmissionPlan(AdmissionDecision.Admit, target, reuse > 0 ? source : null, reuse, evict);
     }

@@ -52,7 +52,10 @@ public sealed record GenerationRequest
     public required int MaxTokens { get; init; }
     public SamplingParams Sampling { get; init; } = new();
     public IReadOnlyList<string> Stop { get; init; } = [];
-    /// <summary>When generation must end with <c>finish_reason: timeout</c>.</summary>
+    /// <summary>
+    /// When generation must end with <c>finish_reason: timeout</c>, honoured as given (the job pipeline computes it,
+    /// <c>Inference:MaxJobSeconds</c> included). Null: <c>Inference:MaxJobSeconds</c> after submission.
+    /// </summary>
     public DateTimeOffset? Deadline { get; init; }
     /// <summary>
     /// Optional: receives each piece of text as soon as it is final (stop strings are never passed).

@@ -7,7 +7,7 @@ internal sealed class InferenceJob(GenerationRequest request, LLamaToken[] promp
 {
     public GenerationRequest Request { get; } = request;
     public LLamaToken[] Prompt { get; } = prompt;
-    /// <summary>The request's deadline or <c>Inference:MaxJobSeconds</c> after submission, whichever is first.</summary>
+    /// <summary>The request's deadline, or <c>Inference:MaxJobSeconds</c> after submission when it has none.</summary>
     public DateTimeOffset Deadline { get; } = deadline;
     /// <summary><see cref="TimeProvider.GetTimestamp"/> at submission.</summary>
     public long SubmittedAt { get; } = submittedAt;

@@ -4,8 +4,8 @@ using QueueWorker.Contracts;
 namespace QueueWorker.Inference;
 
 /// <summary>
-/// The one mapping between the message contract and the engine, shared by the worker's job processor
-/// and <c>qw batch --local</c> so both produce the same results from the same job.
+/// The one mapping between the message contract and the engine, used by the job pipeline (QueueWorker.Processing)
+/// that both the worker and <c>qw batch --local</c> run, so both produce the same results from the same job.
 /// </summary>
 public static class JobMapping
 {

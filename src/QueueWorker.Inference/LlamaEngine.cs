@@ -165,8 +165,9 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         var now = _time.GetUtcNow();
         if (request.Deadline is { } requested && requested <= now)
             throw new InferenceException(ErrorCodes.DeadlineExceeded, $"The job's deadline {requested:O} had passed before work began.");
-        var hardDeadline = now.AddSeconds(_options.MaxJobSeconds);
-        var deadline = request.Deadline is { } d && d < hardDeadline ? d : hardDeadline;
+        // The job pipeline (QueueWorker.Processing) owns the deadline rule, Inference:MaxJobSeconds included, and always
+        // sets one. Direct callers (the bench, engine tests) may not: they get the same hard cap from submission.
+        var deadline = request.Deadline ?? now.AddSeconds(_options.MaxJobSeconds);
 
         var job = new InferenceJob(request, prompt, deadline, _time.GetTimestamp(), cancellationToken);
         using var registration = cancellationToken.UnsafeRegister(static state => ((InferenceJob)state!).OnCancelled(), job);

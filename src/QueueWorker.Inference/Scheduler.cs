@@ -11,6 +11,7 @@ namespace QueueWorker.Inference;
 /// admits waiting jobs into free slots, builds ONE batch (one sampled token per generating slot plus chunks of
 /// pending prompt tokens within the batch size), decodes it once, then samples and streams text per slot.
 /// Jobs join and leave between steps. When there is nothing to do the thread sleeps on the job channel.
+/// The scheduler only decides what each slot does; a <see cref="Slot"/> keeps its own state (see <see cref="SlotState"/>).
 /// </summary>
 internal sealed class Scheduler
 {
@@ -47,7 +48,8 @@ internal sealed class Scheduler
         _logger = logger;
         _time = time;
         _stats = stats;
-        _slots = Enumerable.Range(0, slots).Select(i => new Slot(i)).ToArray();
+        var cells = new ContextKvCells(ctx);
+        _slots = Enumerable.Range(0, slots).Select(i => new Slot(i, cells, prefixReuse, time)).ToArray();
         _thread = new Thread(Run) { IsBackground = true, Name = "llama-scheduler" };
     }
 
@@ -75,9 +77,6 @@ internal sealed class Scheduler
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _exited.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
-
-    /// <summary>Completes when the scheduler thread has exited and no longer touches the context.</summary>
-    public Task Exited => _exited.Task;
 
     private void Run()
     {
@@ -107,7 +106,6 @@ internal sealed class Scheduler
             // Refuse new jobs first, so none can slip in after the last drain and wait forever.
             _incoming.Writer.TryComplete();
             var unfinished = FailAll(crash);
-            foreach (var s in _slots) s.Sampler?.Dispose();
             PublishStats();
             Log.SchedulerStopped(_logger, unfinished);
             _exited.TrySetResult();
@@ -137,34 +135,20 @@ internal sealed class Scheduler
     }
 
     /// <summary>One scheduling step: expire, admit, batch, decode, sample.</summary>
-    internal void Step()
+    private void Step()
     {
         _step++;
         ExpireAndCancel();
         AdmitWaiting();
 
         _batch.Clear();
-        foreach (var slot in _slots)
-        {
-            if (slot.Pending is { } token)
-                slot.LogitsIndex = _batch.Add(token, slot.Cached.Count, slot.Seq, true);
-        }
+        foreach (var slot in _slots) slot.AddPendingToken(_batch);
         // Prompt chunks fill what is left of the batch, oldest job first, so a long prompt never stalls generation.
         var budget = _batchSize - _batch.TokenCount;
         foreach (var slot in _slots.Where(s => s.IsPrefilling).OrderBy(s => s.AdmittedAt))
         {
             if (budget <= 0) break;
-            var prompt = slot.Job!.Prompt;
-            var n = Math.Min(prompt.Length - slot.PromptCursor, budget);
-            for (var k = 0; k < n; k++)
-            {
-                var index = slot.PromptCursor + k;
-                var last = index == prompt.Length - 1;
-                var at = _batch.Add(prompt[index], slot.Cached.Count + k, slot.Seq, last);
-                if (last) slot.LogitsIndex = at;
-            }
-            slot.ChunkCount = n;
-            budget -= n;
+            budget -= slot.AddPromptChunk(_batch, budget);
         }
         if (_batch.TokenCount == 0)
         {
@@ -188,27 +172,11 @@ internal sealed class Scheduler
             return;
         }
 
+        // Every slot takes in what it put in the batch before any job ends and frees its cells.
+        foreach (var slot in _slots) slot.Decoded(elapsedMs);
         foreach (var slot in _slots)
         {
-            if (slot.Pending is { } token)
-            {
-                slot.Cached.Add(token);
-                slot.Pending = null;
-            }
-            if (slot.ChunkCount > 0)
-            {
-                slot.Cached.AddRange(slot.Job!.Prompt.AsSpan(slot.PromptCursor, slot.ChunkCount));
-                slot.PromptCursor += slot.ChunkCount;
-                slot.PromptMs += elapsedMs;
-                slot.ChunkCount = 0;
-            }
-        }
-        foreach (var slot in _slots)
-        {
-            if (slot.LogitsIndex < 0) continue;
-            var index = slot.LogitsIndex;
-            slot.LogitsIndex = -1;
-            Sample(slot, index);
+            if (slot.HasLogits) Sample(slot);
         }
         PublishStats();
     }
@@ -238,7 +206,7 @@ internal sealed class Scheduler
             if (job.CancellationToken.IsCancellationRequested)
             {
                 job.OnCancelled();
-                Release(slot);
+                slot.Release(_step);
             }
             else if (now >= job.Deadline)
             {
@@ -272,63 +240,22 @@ internal sealed class Scheduler
     private void Admit(InferenceJob job, AdmissionPlan plan)
     {
         var slot = plan.Target!;
-        if (plan.Source == slot)
-        {
-            // The job takes over this slot's own cache: keep the common prefix, drop the rest.
-            _ctx.MemorySequenceRemove(slot.Seq, plan.Reuse, -1);
-            slot.Cached.RemoveRange(plan.Reuse, slot.Cached.Count - plan.Reuse);
-        }
-        else
-        {
-            ClearCache(slot);
-            if (plan.Source is { } source)
-            {
-                // Shares the source's cells (no data copied): the prefix costs no prefill.
-                _ctx.MemorySequenceCopy(source.Seq, slot.Seq, 0, plan.Reuse);
-                slot.Cached.AddRange(source.CachedSpan[..plan.Reuse]);
-            }
-        }
-        foreach (var evicted in plan.Evict ?? []) ClearCache(evicted);
-
-        var now = _time.GetTimestamp();
-        slot.Job = job;
-        slot.PromptCursor = plan.Reuse;
-        slot.Reused = plan.Reuse;
-        slot.Pending = null;
-        slot.LogitsIndex = -1;
-        slot.ChunkCount = 0;
-        slot.Sampler = SamplerFactory.Create(job.Request.Sampling, job.Prompt);
-        slot.Streamer = new Utf8TextStreamer();
-        slot.Stops = new StopStringMatcher(job.Request.Stop);
-        slot.Text.Clear();
-        slot.Generated = 0;
-        slot.AdmittedAt = now;
-        slot.FirstTokenAt = 0;
-        slot.LastTokenAt = 0;
-        slot.PromptMs = 0;
-        slot.WaitMs = _time.GetElapsedTime(job.SubmittedAt, now).TotalMilliseconds;
-        slot.LastUsed = _step;
+        // The target's cells are arranged (and the source's copied) before evictions, which may include the source.
+        slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt), _step);
+        foreach (var evicted in plan.Evict ?? []) evicted.Evict();
         Log.JobAdmitted(_logger, job.Request.JobId, slot.Id, job.Prompt.Length, plan.Reuse, plan.Source?.Id ?? -1, slot.WaitMs);
     }
 
-    private void Sample(Slot slot, int logitsIndex)
+    private void Sample(Slot slot)
     {
-        var job = slot.Job!;
-        var token = slot.Sampler!.Sample(_ctx, logitsIndex);
-        var now = _time.GetTimestamp();
-        if (slot.FirstTokenAt == 0) slot.FirstTokenAt = now;
-        slot.LastTokenAt = now;
-
+        var token = slot.Sample(_ctx);
         if (token.IsEndOfGeneration(_vocab))
         {
             Finish(slot, FinishReasons.Stop);
             return;
         }
-        slot.Generated++;
-        Emit(slot, slot.Stops.Append(slot.Streamer.Append(Piece(token))));
-        if (slot.Stops.Stopped) Finish(slot, FinishReasons.StopSequence);
-        else if (slot.Generated >= job.Request.MaxTokens) Finish(slot, FinishReasons.Length);
-        else slot.Pending = token;
+        Emit(slot, slot.Accept(token, Piece(token)));
+        if (slot.LimitReached is { } reason) Finish(slot, reason);
     }
 
     private ReadOnlySpan<byte> Piece(LLamaToken token)
@@ -342,10 +269,10 @@ internal sealed class Scheduler
         return _pieceBuffer.AsSpan(0, n);
     }
 
+    /// <summary>Passes text the slot released to the job's <see cref="GenerationRequest.OnText"/>.</summary>
     private void Emit(Slot slot, string text)
     {
         if (text.Length == 0) return;
-        slot.Text.Append(text);
         if (slot.Job!.Request.OnText is not { } onText) return;
         try
         {
@@ -360,51 +287,18 @@ internal sealed class Scheduler
     private void Finish(Slot slot, string reason)
     {
         var job = slot.Job!;
-        if (!slot.Stops.Stopped)
-        {
-            // Text held back as a possible stop string (or an unfinished character) belongs to the output after all.
-            Emit(slot, slot.Stops.Append(slot.Streamer.Flush()));
-            if (slot.Stops.Stopped) reason = FinishReasons.StopSequence;
-            else Emit(slot, slot.Stops.Flush());
-        }
+        var (decoded, held) = slot.FlushText();
+        Emit(slot, decoded);
+        Emit(slot, held);
+        if (slot.StopStringHit) reason = FinishReasons.StopSequence;
 
-        var generationMs = slot.FirstTokenAt == 0 ? 0 : _time.GetElapsedTime(slot.FirstTokenAt, slot.LastTokenAt).TotalMilliseconds;
-        var result = new GenerationResult
-        {
-            Text = slot.Text.ToString(),
-            FinishReason = reason,
-            PromptTokens = job.Prompt.Length,
-            CompletionTokens = slot.Generated,
-            CachedTokens = slot.Reused,
-            WaitMs = slot.WaitMs,
-            PromptMs = slot.PromptMs,
-            FirstTokenMs = slot.FirstTokenAt == 0 ? 0 : _time.GetElapsedTime(slot.AdmittedAt, slot.FirstTokenAt).TotalMilliseconds,
-            GenerationMs = generationMs,
-        };
-        Log.JobFinished(_logger, job.Request.JobId, slot.Id, reason, slot.Generated, slot.PromptMs, generationMs);
-        Release(slot);
+        var result = slot.Result(reason);
+        Log.JobFinished(_logger, job.Request.JobId, slot.Id, reason, result.CompletionTokens, result.PromptMs, result.GenerationMs);
+        slot.Release(_step);
+        // Stats before the result: the result's continuation runs at once on another thread, and a caller that has
+        // its result must not still see its slot busy (the step's own PublishStats comes later).
+        PublishStats();
         job.Completion.TrySetResult(result);
-    }
-
-    /// <summary>Ends the slot's job. Its reservation is released at once; its decoded cells stay as an idle prefix cache
-    /// (evicted as soon as admission needs the cells) or, with prefix reuse off, are freed now.</summary>
-    private void Release(Slot slot)
-    {
-        slot.Sampler?.Dispose();
-        slot.Sampler = null;
-        slot.Job = null;
-        slot.Pending = null;
-        slot.LogitsIndex = -1;
-        slot.ChunkCount = 0;
-        slot.PromptCursor = 0;
-        slot.LastUsed = _step;
-        if (!_prefixReuse) ClearCache(slot);
-    }
-
-    private void ClearCache(Slot slot)
-    {
-        if (slot.Cached.Count > 0) _ctx.MemorySequenceRemove(slot.Seq, -1, -1);
-        slot.Cached.Clear();
     }
 
     private int EvictIdleCaches()
@@ -412,8 +306,8 @@ internal sealed class Scheduler
         var n = 0;
         foreach (var slot in _slots)
         {
-            if (slot.IsActive || slot.Cached.Count == 0) continue;
-            ClearCache(slot);
+            if (slot.State != SlotState.Cached) continue;
+            slot.Evict();
             n++;
         }
         return n;
@@ -421,17 +315,11 @@ internal sealed class Scheduler
 
     private void FailBatch(DecodeResult result)
     {
-        var inBatch = _slots.Where(s => s.Pending is not null || s.ChunkCount > 0).ToList();
+        var inBatch = _slots.Where(s => s.InBatch).ToList();
         Log.DecodeFailed(_logger, result.ToString(), _batch.TokenCount, inBatch.Count);
         foreach (var slot in inBatch)
         {
-            var job = slot.Job!;
-            // The sequence may hold part of the failed batch: drop it whole rather than trust it.
-            _ctx.MemorySequenceRemove(slot.Seq, -1, -1);
-            slot.Cached.Clear();
-            Release(slot);
-            job.Completion.TrySetException(new InferenceException(ErrorCodes.EngineError,
-                $"llama_decode failed with {result} on a batch of {_batch.TokenCount} tokens."));
+            slot.Fail(new InferenceException(ErrorCodes.EngineError, $"llama_decode failed with {result} on a batch of {_batch.TokenCount} tokens."));
         }
     }
 
@@ -449,11 +337,7 @@ internal sealed class Scheduler
         _waiting.Clear();
         foreach (var slot in _slots)
         {
-            if (slot.Job is not { } job) continue;
-            slot.Sampler?.Dispose();
-            slot.Sampler = null;
-            slot.Job = null;
-            if (job.Completion.TrySetException(Error())) n++;
+            if (slot.IsActive && slot.Fail(Error())) n++;
         }
         return n;
     }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Polly;
 using QueueWorker.Contracts;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -34,6 +35,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private readonly ILogger<JobConsumerService> _logger;
     private readonly TimeProvider _timeProvider;
     private readonly IHostApplicationLifetime _lifetime;
+    private readonly ResiliencePipeline _topologyPipeline;
+    private readonly ResiliencePipeline _subscribePipeline;
 
     private readonly CancellationTokenSource _jobsCts = new();
     private readonly CancellationTokenSource _publishCts = new();
@@ -46,7 +49,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private volatile bool _stopping;
 
     public JobConsumerService(RabbitMqConnection connection, ResultPublisher publisher, IJobHandler handler,
-        IOptions<RabbitMqOptions> options, ILogger<JobConsumerService> logger, TimeProvider timeProvider, IHostApplicationLifetime lifetime)
+        IOptions<RabbitMqOptions> options, ILogger<JobConsumerService> logger, TimeProvider timeProvider, IHostApplicationLifetime lifetime,
+        RetryRandomizer randomizer)
     {
         _connection = connection;
         _publisher = publisher;
@@ -55,6 +59,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         _logger = logger;
         _timeProvider = timeProvider;
         _lifetime = lifetime;
+        _topologyPipeline = ResiliencePipelines.CreateTopology(timeProvider, logger, randomizer.Next);
+        _subscribePipeline = ResiliencePipelines.CreateSubscribe(timeProvider, logger, _options.JobsQueue, randomizer.Next);
         // Our own tag (not the broker's) stays the same across automatic recovery, so the stop can always cancel it.
         _consumerTag = $"{connection.ClientName}/{Guid.NewGuid():N}";
     }
@@ -97,53 +103,37 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             Log.TopologySkipped(_logger, _options.JobsQueue, _options.ResultsQueue);
             return true;
         }
-        for (var attempt = 0; ; attempt++)
+        try
         {
-            try
-            {
-                await Topology.DeclareAsync(connection, _options, stoppingToken).ConfigureAwait(false);
-                Log.TopologyDeclared(_logger, _options.JobsQueue, _options.DeliveryLimit, _options.EffectiveDeadLetterQueue, _options.ResultsQueue);
-                return true;
-            }
-            catch (TopologyMismatchException ex)
-            {
-                // Retrying cannot help and consuming a queue of the wrong type would break the delivery promises: stop the worker.
-                Log.TopologyMismatch(_logger, ex.Message);
-                Environment.ExitCode = 1;
-                _lifetime.StopApplication();
-                return false;
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                // Includes the client's own timeouts (TaskCanceledException): only the host's stop ends the retries.
-                var delay = Backoff(attempt);
-                Log.TopologyFailed(_logger, ResiliencePipelines.Describe(ex), delay.TotalMilliseconds);
-                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
-            }
+            await _topologyPipeline.ExecuteAsync(
+                static async (state, ct) => await Topology.DeclareAsync(state.Connection, state.Options, ct).ConfigureAwait(false),
+                (Connection: connection, Options: _options), stoppingToken).ConfigureAwait(false);
+            Log.TopologyDeclared(_logger, _options.JobsQueue, _options.DeliveryLimit, _options.EffectiveDeadLetterQueue, _options.ResultsQueue);
+            return true;
+        }
+        catch (TopologyMismatchException ex)
+        {
+            // Retrying cannot help and consuming a queue of the wrong type would break the delivery promises: stop the worker.
+            Log.TopologyMismatch(_logger, ex.Message);
+            Environment.ExitCode = 1;
+            _lifetime.StopApplication();
+            return false;
         }
     }
 
     /// <summary>Keeps one consumer subscribed until stopped. Connection loss is the client's to recover; anything else is re-done here.</summary>
     private async Task SuperviseAsync(IConnection connection, CancellationToken stoppingToken)
     {
-        var attempt = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             if (NeedsSubscription(connection))
             {
-                try
+                // Each try checks again: the service may be stopping, or recovery may have restored the consumer meanwhile.
+                await _subscribePipeline.ExecuteAsync(static async (state, ct) =>
                 {
-                    await SubscribeAsync(connection, stoppingToken).ConfigureAwait(false);
-                    attempt = 0;
-                }
-                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-                {
-                    // Includes the client's own RPC timeouts (TaskCanceledException), which must not end the service.
-                    var delay = Backoff(attempt++);
-                    Log.SubscribeFailed(_logger, _options.JobsQueue, ResiliencePipelines.Describe(ex), delay.TotalMilliseconds);
-                    await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
-                    continue;
-                }
+                    if (state.Self.NeedsSubscription(state.Connection))
+                        await state.Self.SubscribeAsync(state.Connection, ct).ConfigureAwait(false);
+                }, (Self: this, Connection: connection), stoppingToken).ConfigureAwait(false);
             }
             await _wake.WaitAsync(PollInterval, stoppingToken).ConfigureAwait(false);
         }
@@ -281,17 +271,42 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
             return;
         }
-        catch (Exception ex)
+        catch (OperationCanceledException ex)
         {
-            Log.HandlerFailed(_logger, ex, messageId, job.DeliveryCount);
+            // Interrupted, not wrong (e.g. the engine stopped): another worker may finish it.
+            Log.JobInterrupted(_logger, messageId, ex.Message);
             await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
             return;
+        }
+        catch (Exception ex)
+        {
+            // The handler answers every job itself, so this is a bug in it. Answer the job anyway: a requeued job that
+            // fails the same way would only run again until the delivery limit, and its producer would hear nothing.
+            Log.HandlerFailed(_logger, ex, messageId, job.DeliveryCount);
+            result = InternalError(job, null, ex);
         }
 
         string destination;
         try
         {
             destination = await _publisher.PublishAsync(result, job, _publishCts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!ResiliencePipelines.IsTransient(ex))
+        {
+            // Not the broker: this result can never be written (it would fail the same way on every delivery). A
+            // minimal result in its place keeps the promise of one answer per job; the broker deciding is the only requeue.
+            Log.ResultUnpublishable(_logger, result.Id, messageId, ResiliencePipelines.Describe(ex));
+            var fallback = InternalError(job, result.Id, ex);
+            try
+            {
+                destination = await _publisher.PublishAsync(fallback, job, _publishCts.Token).ConfigureAwait(false);
+            }
+            catch (Exception fallbackEx)
+            {
+                Log.PublishFailed(_logger, fallback.Id, messageId, ResiliencePipelines.Describe(fallbackEx));
+                await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+                return;
+            }
         }
         catch (Exception ex)
         {
@@ -301,6 +316,18 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
         if (await SettleAsync(channel, deliveryTag, ack: true, messageId).ConfigureAwait(false))
             Log.JobAcked(_logger, messageId, result.Id, destination);
+    }
+
+    /// <summary>
+    /// The answer to a job the worker failed on in a way nobody foresaw: nothing from the job but an id that can be
+    /// published as an AMQP short string (the result's, else the message id, else a new one) and the exception's type.
+    /// </summary>
+    internal static JobResult InternalError(IncomingJob job, string? resultId, Exception ex)
+    {
+        var id = AmqpShortString.Fits(resultId) && resultId!.Length > 0 ? resultId
+            : AmqpShortString.Fits(job.MessageId) && job.MessageId!.Length > 0 ? job.MessageId
+            : "job-" + Guid.NewGuid().ToString("N");
+        return JobResult.Failed(id, JobError.Internal(ex));
     }
 
     /// <summary>Acks, or nacks with requeue. Never throws: when the channel is gone the broker has requeued the delivery already.</summary>
@@ -399,9 +426,6 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
         await channel.DisposeAsync().ConfigureAwait(false);
     }
-
-    private static TimeSpan Backoff(int attempt) =>
-        TimeSpan.FromMilliseconds(Math.Min(30_000, 1000 * Math.Pow(2, Math.Min(attempt, 5))) * (0.8 + Random.Shared.NextDouble() * 0.4));
 
     /// <summary>Hands deliveries to the service; remembers a cancel sent by the broker (queue deleted), which needs a new subscription.</summary>
     private sealed class JobConsumer(IChannel channel, JobConsumerService owner) : AsyncDefaultBasicConsumer(channel)

@@ -69,7 +69,7 @@ internal static partial class Log
     [LoggerMessage(2032, LogLevel.Information, "Job {MessageId} cancelled by shutdown: nacked with requeue for another worker")]
     public static partial void JobRequeuedOnShutdown(ILogger logger, string? messageId);
 
-    [LoggerMessage(2033, LogLevel.Error, "Handler failed on job {MessageId} (delivery count {DeliveryCount}): nacked with requeue; the queue's delivery limit dead-letters a job that keeps failing")]
+    [LoggerMessage(2033, LogLevel.Error, "Handler failed on job {MessageId} (delivery count {DeliveryCount}): answered with an internal_error result instead of a requeue")]
     public static partial void HandlerFailed(ILogger logger, Exception exception, string? messageId, long deliveryCount);
 
     [LoggerMessage(2034, LogLevel.Error, "Could not publish the result {ResultId} of job {MessageId}: {Reason}; the job is nacked with requeue")]
@@ -103,4 +103,10 @@ internal static partial class Log
 
     [LoggerMessage(2052, LogLevel.Warning, "The broker closed the publisher channel: {ReplyCode} {ReplyText}; a new one is opened on the next publish")]
     public static partial void PublisherChannelClosed(ILogger logger, ushort replyCode, string replyText);
+
+    [LoggerMessage(2053, LogLevel.Error, "The result {ResultId} of job {MessageId} cannot be published ({Reason}), and retrying will not change that: publishing an internal_error result in its place")]
+    public static partial void ResultUnpublishable(ILogger logger, string resultId, string? messageId, string reason);
+
+    [LoggerMessage(2054, LogLevel.Warning, "Job {MessageId} was interrupted ({Reason}): nacked with requeue for another worker")]
+    public static partial void JobInterrupted(ILogger logger, string? messageId, string reason);
 }

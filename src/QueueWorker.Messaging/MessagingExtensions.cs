@@ -42,7 +42,9 @@ public static class MessagingExtensions
                 host.ShutdownTimeout = needed;
         });
 
+        // The clock and the jitter of every retry pipeline (ResiliencePipelines): one of each, replaceable by tests.
         services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(RetryRandomizer.Shared);
         services.TryAddSingleton<RabbitMqConnection>();
         services.TryAddSingleton<ResultPublisher>();
         services.TryAddSingleton<JobConsumerService>();

@@ -21,15 +21,16 @@ public sealed class RabbitMqConnection : IAsyncDisposable
     private volatile IConnection? _connection;
     private volatile bool _recovering;
 
-    public RabbitMqConnection(IOptions<RabbitMqOptions> options, ILogger<RabbitMqConnection> logger, TimeProvider timeProvider)
+    public RabbitMqConnection(IOptions<RabbitMqOptions> options, ILogger<RabbitMqConnection> logger, TimeProvider timeProvider,
+        RetryRandomizer randomizer)
     {
         _options = options.Value;
         _logger = logger;
         ClientName = string.IsNullOrWhiteSpace(_options.ClientName)
             ? $"queueworker@{Environment.MachineName}:{Environment.ProcessId}"
             : _options.ClientName;
-        MaskedUri = RabbitMqOptionsValidator.MaskPassword(_options.Uri);
-        _connectPipeline = ResiliencePipelines.CreateConnect(timeProvider, logger, MaskedUri);
+        MaskedUri = SecretMasker.MaskUri(_options.Uri);
+        _connectPipeline = ResiliencePipelines.CreateConnect(timeProvider, logger, MaskedUri, randomizer.Next);
     }
 
     /// <summary>The connection name the broker shows.</summary>

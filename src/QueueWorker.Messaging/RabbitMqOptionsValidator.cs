@@ -1,12 +1,11 @@
 using System.Text;
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 
 namespace QueueWorker.Messaging;
 
 /// <summary>Rules that cross fields or need parsing; each error names the key and the value (password masked).</summary>
-public sealed partial class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
+public sealed class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
 {
     private const int MaxQueueNameBytes = 255;
 
@@ -42,7 +41,7 @@ public sealed partial class RabbitMqOptionsValidator : IValidateOptions<RabbitMq
     {
         if (string.IsNullOrWhiteSpace(value))
             return; // [Required] reports it
-        var shown = MaskPassword(value);
+        var shown = SecretMasker.MaskUri(value);
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
         {
             errors.Add($"RabbitMq:Uri '{shown}' is not an absolute URI: expected amqp://user:password@host:5672/vhost.");
@@ -68,12 +67,4 @@ public sealed partial class RabbitMqOptionsValidator : IValidateOptions<RabbitMq
             errors.Add($"RabbitMq:Uri '{shown}' is not accepted by the RabbitMQ client: {ex.Message}");
         }
     }
-
-    /// <summary>The URI with its password replaced by <c>***</c>, for logs and errors.</summary>
-    public static string MaskPassword(string? uri) =>
-        string.IsNullOrEmpty(uri) ? string.Empty : UserInfoPassword().Replace(uri, "$1***@");
-
-    // scheme://user:password@ → scheme://user:***@ ; the password may hold anything but '@' and '/'.
-    [GeneratedRegex(@"^([a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@]*:)[^@/]*@")]
-    private static partial Regex UserInfoPassword();
 }

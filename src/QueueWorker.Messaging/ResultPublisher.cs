@@ -36,13 +36,14 @@ public sealed class ResultPublisher : IAsyncDisposable
     private readonly SemaphoreSlim _lock = new(1, 1);
     private IChannel? _channel;
 
-    public ResultPublisher(RabbitMqConnection connection, IOptions<RabbitMqOptions> options, ILogger<ResultPublisher> logger, TimeProvider timeProvider)
+    public ResultPublisher(RabbitMqConnection connection, IOptions<RabbitMqOptions> options, ILogger<ResultPublisher> logger, TimeProvider timeProvider,
+        RetryRandomizer randomizer)
     {
         _connection = connection;
         _options = options.Value;
         _logger = logger;
         _timeProvider = timeProvider;
-        _pipeline = ResiliencePipelines.CreatePublish(_options.PublishRetries, timeProvider, logger);
+        _pipeline = ResiliencePipelines.CreatePublish(_options.PublishRetries, timeProvider, logger, randomizer: randomizer.Next);
     }
 
     /// <summary>Publishes <paramref name="result"/> for <paramref name="job"/> and waits for the broker's confirm. Returns the queue it went to.</summary>

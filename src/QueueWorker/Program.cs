@@ -9,6 +9,7 @@ builder.AddWorkerTelemetry();
 builder.AddInference();
 builder.AddMessaging();
 builder.AddQueueWorker();
+builder.AddWorkerHealthChecks();
 
 var app = builder.Build();
 app.MapWorkerEndpoints();

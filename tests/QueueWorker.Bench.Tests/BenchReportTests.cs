@@ -1,5 +1,4 @@
 using System.Text.Json;
-using QueueWorker.Cli.Bench;
 
 namespace QueueWorker.Bench.Tests;
 

@@ -1,6 +1,5 @@
-using QueueWorker.Cli.Bench;
+using QueueWorker.Bench.ModelTools;
 using QueueWorker.Inference;
-using QueueWorker.Inference.ModelTools;
 
 namespace QueueWorker.Bench.Tests;
 

@@ -1,4 +1,4 @@
-using QueueWorker.Inference.ModelTools;
+using QueueWorker.Bench.ModelTools;
 
 namespace QueueWorker.Bench.Tests;
 

@@ -5,12 +5,11 @@ namespace QueueWorker.Inference.Tests;
 [Trait("Category", "Unit")]
 public sealed class AdmissionPlannerTests
 {
-    private static LLamaToken[] Tokens(params int[] ids) => ids.Select(i => (LLamaToken)i).ToArray();
+    private static LLamaToken[] Tokens(params int[] ids) => TestSlots.Tokens(ids);
 
-    private static InferenceJob Job(LLamaToken[] prompt, int maxTokens) =>
-        new(new GenerationRequest { JobId = "j", Prompt = "p", MaxTokens = maxTokens }, prompt, DateTimeOffset.MaxValue, 0, CancellationToken.None);
+    private static InferenceJob Job(LLamaToken[] prompt, int maxTokens) => TestSlots.Job(prompt, maxTokens);
 
-    private static Slot[] Slots(int n) => Enumerable.Range(0, n).Select(i => new Slot(i)).ToArray();
+    private static Slot[] Slots(int n) => TestSlots.Many(n);
 
     [Fact]
     public void Plan_EmptySlots_AdmitsWithoutReuse()
@@ -26,7 +25,7 @@ public sealed class AdmissionPlannerTests
     public void Plan_IdleSlotHoldsPrefix_TakesThatSlotOver()
     {
         var slots = Slots(3);
-        slots[2].Cached.AddRange(Tokens(1, 2, 3, 9, 9));
+        TestSlots.Cache(slots[2], Tokens(1, 2, 3, 9, 9));
 
         var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: true);
 
@@ -39,7 +38,7 @@ public sealed class AdmissionPlannerTests
     public void Plan_SamePromptCached_ReusesAllButLastToken()
     {
         var slots = Slots(1);
-        slots[0].Cached.AddRange(Tokens(1, 2, 3, 4, 5, 6));
+        TestSlots.Cache(slots[0], Tokens(1, 2, 3, 4, 5, 6));
 
         var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: true);
 
@@ -50,9 +49,11 @@ public sealed class AdmissionPlannerTests
     public void Plan_ActiveSlotHoldsPrefix_CopiesIntoAFreeSlot()
     {
         var slots = Slots(2);
-        slots[0].Job = Job(Tokens(1, 2, 3, 4), 4);
-        slots[0].PromptCursor = 4;
-        slots[0].Cached.AddRange(Tokens(1, 2, 3, 4, 7));
+        // Running: prompt 1 2 3 4 decoded, then the sampled 7.
+        TestSlots.Assign(slots[0], Job(Tokens(1, 2, 3, 4), 4));
+        TestSlots.Prefill(slots[0]);
+        slots[0].Accept(7, "a"u8);
+        slots[0].Decoded(0);
 
         var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 8), 10, 100, prefixReuse: true);
 
@@ -65,7 +66,7 @@ public sealed class AdmissionPlannerTests
     public void Plan_PrefixReuseOff_NoSource()
     {
         var slots = Slots(1);
-        slots[0].Cached.AddRange(Tokens(1, 2, 3));
+        TestSlots.Cache(slots[0], Tokens(1, 2, 3));
 
         var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: false);
 
@@ -77,7 +78,7 @@ public sealed class AdmissionPlannerTests
     public void Plan_AllSlotsBusy_NoSlot()
     {
         var slots = Slots(1);
-        slots[0].Job = Job(Tokens(1), 5);
+        TestSlots.Assign(slots[0], Job(Tokens(1), 5));
 
         Assert.Equal(AdmissionDecision.NoSlot, AdmissionPlanner.Plan(slots, Tokens(1, 2), 5, 100, true).Decision);
     }
@@ -86,7 +87,7 @@ public sealed class AdmissionPlannerTests
     public void Plan_RunningJobsReserveTooMuch_NoCells()
     {
         var slots = Slots(2);
-        slots[0].Job = Job(Tokens(1, 2), 60); // reserves 62 of 100
+        TestSlots.Assign(slots[0], Job(Tokens(1, 2), 60)); // reserves 62 of 100
 
         Assert.Equal(AdmissionDecision.NoCells, AdmissionPlanner.Plan(slots, Tokens(5, 6), 40, 100, true).Decision);
         Assert.Equal(AdmissionDecision.Admit, AdmissionPlanner.Plan(slots, Tokens(5, 6), 38, 100, true).Decision);
@@ -96,12 +97,9 @@ public sealed class AdmissionPlannerTests
     public void Plan_IdleCachesInTheWay_EvictsLeastRecentlyUsedFirst()
     {
         var slots = Slots(3);
-        slots[0].Cached.AddRange(Enumerable.Range(100, 40).Select(i => (LLamaToken)i));
-        slots[0].LastUsed = 5;
-        slots[1].Cached.AddRange(Enumerable.Range(200, 40).Select(i => (LLamaToken)i));
-        slots[1].LastUsed = 2;
-        slots[2].Cached.AddRange(Enumerable.Range(300, 40).Select(i => (LLamaToken)i));
-        slots[2].LastUsed = 9;
+        TestSlots.Cache(slots[0], Enumerable.Range(100, 40).Select(i => (LLamaToken)i).ToArray(), step: 5);
+        TestSlots.Cache(slots[1], Enumerable.Range(200, 40).Select(i => (LLamaToken)i).ToArray(), step: 2);
+        TestSlots.Cache(slots[2], Enumerable.Range(300, 40).Select(i => (LLamaToken)i).ToArray(), step: 9);
 
         // Target is the LRU slot 1 (its cache is replaced); 40 + 40 + 30 > 100, so slot 0 (older than 2) goes.
         var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2), 30, 100, true);
@@ -115,8 +113,7 @@ public sealed class AdmissionPlannerTests
     {
         var shared = Enumerable.Range(1, 40).Select(i => (LLamaToken)i).ToArray();
         var slots = Slots(2);
-        slots[0].Job = Job([.. shared, 99], 8);
-        slots[0].PromptCursor = 0;
+        TestSlots.Assign(slots[0], Job([.. shared, 99], 8));
 
         var plan = AdmissionPlanner.Plan(slots, [.. shared, 77], 50, 1000, true);
 
@@ -128,7 +125,7 @@ public sealed class AdmissionPlannerTests
     public void Plan_PrefillingPrefixTooShortToWaitFor_AdmitsNow()
     {
         var slots = Slots(2);
-        slots[0].Job = Job(Tokens(1, 2, 3, 4, 5), 8);
+        TestSlots.Assign(slots[0], Job(Tokens(1, 2, 3, 4, 5), 8));
 
         Assert.Equal(AdmissionDecision.Admit, AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 9), 10, 1000, true).Decision);
     }

@@ -201,20 +201,44 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
     }
 
     [Fact]
-    public async Task Consume_HandlerThrows_JobRequeuedThenSucceeds()
+    public async Task Consume_HandlerThrows_OneInternalErrorResultAndAcked()
     {
         var options = broker.NewOptions("throws");
         var handler = new TestJobHandler();
-        handler.Behaviour = (job, _) => handler.Received.Count == 1
-            ? throw new InvalidOperationException("a bug in the handler")
-            : Task.FromResult(TestJobHandler.Complete(job));
+        handler.Behaviour = (_, _) => throw new InvalidOperationException("a bug in the handler");
         await using var worker = await TestWorker.StartAsync(options, output, handler);
 
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-throws"), p => p.MessageId = "job-throws");
         var result = await broker.GetAsync(options.ResultsQueue);
+        await worker.WaitUntilAsync(() => worker.Status.InFlight == 0, "the job is settled");
 
         Assert.Equal("job-throws", result.BasicProperties.MessageId);
-        Assert.Equal(2, worker.Handler.Received.Count);
+        var body = JsonSerializer.Deserialize(result.Body.Span, ContractsJsonContext.Default.JobResult)!;
+        Assert.Equal(JobStatus.Failed, body.Status);
+        Assert.Equal(ErrorCodes.InternalError, body.Error!.Code);
+        Assert.Contains(nameof(InvalidOperationException), body.Error.Message);
+        Assert.Single(worker.Handler.Received);
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
+    }
+
+    [Fact]
+    public async Task Consume_ResultThatCannotBeEncoded_InternalErrorResultInItsPlaceAndAcked()
+    {
+        var options = broker.NewOptions("unencodable");
+        var handler = new TestJobHandler();
+        // A message_id over AMQP's 255-byte short string: the client refuses to encode the publish, every time.
+        handler.Behaviour = (job, _) => Task.FromResult(TestJobHandler.Complete(job) with { Id = new string('é', 200) });
+        await using var worker = await TestWorker.StartAsync(options, output, handler);
+
+        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-unencodable"), p => p.MessageId = "job-unencodable");
+        var result = await broker.GetAsync(options.ResultsQueue);
+        await worker.WaitUntilAsync(() => worker.Status.InFlight == 0, "the job is settled");
+
+        Assert.Equal("job-unencodable", result.BasicProperties.MessageId);
+        var body = JsonSerializer.Deserialize(result.Body.Span, ContractsJsonContext.Default.JobResult)!;
+        Assert.Equal(ErrorCodes.InternalError, body.Error!.Code);
+        Assert.Single(worker.Handler.Received);
+        Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
     }
 
     [Fact]

@@ -81,7 +81,7 @@ public sealed class OptionsValidationTests
     [InlineData("amqp://user@localhost", "amqp://user@localhost")]
     public void MaskPassword_Uri_HidesOnlyThePassword(string uri, string expected)
     {
-        Assert.Equal(expected, RabbitMqOptionsValidator.MaskPassword(uri));
+        Assert.Equal(expected, SecretMasker.MaskUri(uri));
     }
 
     [Fact]

@@ -56,7 +56,7 @@ public class BrokerFixture : IAsyncLifetime, IAsyncDisposable
         catch (Exception ex)
         {
             throw new InvalidOperationException(
-                $"RabbitMQ is not reachable at {MaskPassword(Uri)} ({ex.GetBaseException().Message}). These integration tests need a real broker: " +
+                $"RabbitMQ is not reachable at {Where(Uri)} ({ex.GetBaseException().Message}). These integration tests need a real broker: " +
                 $"run ./test.sh (it starts one with ops/rabbitmq/start-local.sh), or point {TestSettings.RabbitMqUriVariable} at one.", ex);
         }
     }
@@ -157,14 +157,9 @@ public class BrokerFixture : IAsyncLifetime, IAsyncDisposable
         return (await channel.QueueDeclarePassiveAsync(queue)).MessageCount;
     }
 
-    /// <summary><paramref name="uri"/> with its password replaced by ***, for messages.</summary>
-    public static string MaskPassword(string uri)
-    {
-        if (!System.Uri.TryCreate(uri, UriKind.Absolute, out var parsed) || !parsed.UserInfo.Contains(':', StringComparison.Ordinal))
-            return uri;
-        var user = parsed.UserInfo[..parsed.UserInfo.IndexOf(':', StringComparison.Ordinal)];
-        return uri.Replace(parsed.UserInfo, user + ":***", StringComparison.Ordinal);
-    }
+    // Host, port and virtual host only: a message never needs the credentials, so nothing has to be masked.
+    private static string Where(string uri) =>
+        System.Uri.TryCreate(uri, UriKind.Absolute, out var parsed) ? $"{parsed.Host}:{(parsed.IsDefaultPort ? 5672 : parsed.Port)}{parsed.AbsolutePath}" : "an unparsable URI";
 
     // The body buffer belongs to the client until the handler returns: keep a copy.
     private static BasicGetResult? Copy(BasicGetResult? message) => message is null ? null :

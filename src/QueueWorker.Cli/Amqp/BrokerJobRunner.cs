@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Polly;
 using QueueWorker.Cli.Infrastructure;
 using QueueWorker.Cli.Running;
 using QueueWorker.Contracts;
@@ -21,7 +22,8 @@ namespace QueueWorker.Cli.Amqp;
 /// every job still waiting: its old reply queue died with the connection, so its result could never
 /// arrive. Publishing again is safe because a job is keyed by its id (at-least-once, deduplicated here).
 /// </summary>
-internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string connectionName, TimeProvider time, ILogger logger) : IJobRunner
+internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string connectionName, TimeProvider time, ILogger logger,
+    RetryRandomizer? randomizer = null) : IJobRunner
 {
     private readonly ConcurrentDictionary<string, Pending> _pending = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _disposed = new();
@@ -30,7 +32,7 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
 
     private string QueueMissingStatus => $"{options.JobsQueue} does not exist; waiting for a worker to declare it";
 
-    public string Description => $"{options.JobsQueue} on {CliConfiguration.Redact(options.Uri)}";
+    public string Description => $"{options.JobsQueue} on {SecretMasker.MaskUri(options.Uri)}";
 
     public RunnerCounters Counters { get; } = new();
 
@@ -149,26 +151,23 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
     private async Task<BrokerSession> ReconnectAsync(string reason)
     {
         LogConnectionLost(reason, _pending.Count);
-        for (var attempt = 1; ; attempt++)
+        var attempt = 0;
+        var pipeline = ResiliencePipelines.CreateReconnect<BrokerSession>(time, args =>
         {
+            reason = args.Outcome.Exception?.Message ?? reason;
+            LogReconnectFailed(args.AttemptNumber + 1, reason);
+            return default;
+        }, (randomizer ?? RetryRandomizer.Shared).Next);
+        return await pipeline.ExecuteAsync(async ct =>
+        {
+            attempt++;
             Counters.Status = $"reconnecting to RabbitMQ (attempt {attempt}): {reason}";
-            try
-            {
-                var session = await ConnectAsync(_disposed.Token);
-                Counters.AddReconnect();
-                Counters.Status = null;
-                LogReconnected(attempt);
-                return session;
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                reason = ex.Message;
-                LogReconnectFailed(attempt, reason);
-            }
-            // 1, 2, 4, 8, then 10 s between attempts: a broker restart takes about ten seconds.
-            var delay = TimeSpan.FromSeconds(Math.Min(10, Math.Pow(2, attempt - 1)));
-            await Task.Delay(delay, time, _disposed.Token);
-        }
+            var session = await ConnectAsync(ct);
+            Counters.AddReconnect();
+            Counters.Status = null;
+            LogReconnected(attempt);
+            return session;
+        }, _disposed.Token);
     }
 
     private async Task<BrokerSession> ConnectAsync(CancellationToken cancellationToken)
@@ -189,14 +188,14 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         }
         catch (BrokerUnreachableException ex)
         {
-            throw new CliException($"cannot reach RabbitMQ at {CliConfiguration.Redact(options.Uri)}: {Innermost(ex).Message}", ExitCodes.Broker, ex);
+            throw new CliException($"cannot reach RabbitMQ at {SecretMasker.MaskUri(options.Uri)}: {Innermost(ex).Message}", ExitCodes.Broker, ex);
         }
 
         try
         {
             await CheckJobsQueueAsync(connection, cancellationToken);
             var session = await BrokerSession.OpenAsync(connection, OnResultAsync, cancellationToken);
-            LogConnected(CliConfiguration.Redact(options.Uri), session.ReplyQueue);
+            LogConnected(SecretMasker.MaskUri(options.Uri), session.ReplyQueue);
             return session;
         }
         catch
@@ -218,7 +217,7 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
         {
             throw new CliException(
-                $"no worker has declared {options.JobsQueue} yet; start the worker (queue RabbitMq:JobsQueue = \"{options.JobsQueue}\" does not exist on {CliConfiguration.Redact(options.Uri)})",
+                $"no worker has declared {options.JobsQueue} yet; start the worker (queue RabbitMq:JobsQueue = \"{options.JobsQueue}\" does not exist on {SecretMasker.MaskUri(options.Uri)})",
                 ExitCodes.Broker, ex);
         }
     }

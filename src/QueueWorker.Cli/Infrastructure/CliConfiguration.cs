@@ -40,7 +40,7 @@ internal static class CliConfiguration
     {
         var options = Bind<RabbitMqOptions>(configuration, RabbitMqOptions.Section);
         if (needsBroker && (!Uri.TryCreate(options.Uri, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("amqp" or "amqps")))
-            throw new CliException($"configuration error: RabbitMq:Uri must be an amqp:// or amqps:// URI, got \"{Redact(options.Uri)}\".");
+            throw new CliException($"configuration error: RabbitMq:Uri must be an amqp:// or amqps:// URI, got \"{SecretMasker.MaskUri(options.Uri)}\".");
         return options;
     }
 
@@ -74,14 +74,5 @@ internal static class CliConfiguration
             throw new CliException($"configuration error: {section}:{member} = \"{Convert.ToString(value, CultureInfo.InvariantCulture)}\": {first.ErrorMessage}");
         }
         return options;
-    }
-
-    /// <summary>The URI with its password replaced by <c>***</c>, for messages.</summary>
-    public static string Redact(string? uri)
-    {
-        if (uri is null || !Uri.TryCreate(uri, UriKind.Absolute, out var parsed) || !parsed.UserInfo.Contains(':', StringComparison.Ordinal))
-            return uri ?? "";
-        var user = parsed.UserInfo.Split(':', 2)[0];
-        return new UriBuilder(parsed) { UserName = Uri.UnescapeDataString(user), Password = "***" }.Uri.ToString();
     }
 }

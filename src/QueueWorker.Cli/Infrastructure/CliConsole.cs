@@ -30,6 +30,9 @@ internal sealed record CliConsole(TextWriter Out, TextWriter Error, TextReader I
         return new CliConsole(output, error, input ?? TextReader.Null, input is not null, false, ansi);
     }
 
-    /// <summary>One line on stderr, prefixed with <c>qw: </c>.</summary>
-    public void Message(string text) => Error.WriteLine("qw: " + text);
+    /// <summary>The tool's name, which prefixes every <see cref="Message"/>: qwbench shares this console.</summary>
+    public string Name { get; init; } = "qw";
+
+    /// <summary>One line on stderr, prefixed with the tool's name (<c>qw: </c>).</summary>
+    public void Message(string text) => Error.WriteLine(Name + ": " + text);
 }

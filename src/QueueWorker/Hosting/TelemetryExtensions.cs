@@ -1,18 +1,11 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging.Console;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
+using QueueWorker.Messaging;
 using QueueWorker.Processing;
 
 namespace QueueWorker.Hosting;
-
-/// <summary>Spans of the worker's own: one per job, and the inference step inside it.</summary>
-public static class WorkerTelemetry
-{
-    public const string SourceName = "QueueWorker";
-    public static readonly ActivitySource Source = new(SourceName, typeof(WorkerTelemetry).Assembly.GetName().Version?.ToString());
-}
 
 public static class TelemetryExtensions
 {
@@ -36,14 +29,15 @@ public static class TelemetryExtensions
         if (string.IsNullOrWhiteSpace(endpoint)) endpoint = builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
         if (string.IsNullOrWhiteSpace(endpoint)) return builder;
         if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri))
-            throw new InvalidOperationException($"Telemetry:OtlpEndpoint = '{endpoint}' is not an absolute URI (e.g. http://collector:4317).");
+            throw new InvalidOperationException($"Telemetry:OtlpEndpoint = '{SecretMasker.MaskUri(endpoint)}' is not an absolute URI (e.g. http://collector:4317).");
 
         var protocol = builder.Configuration["Telemetry:OtlpProtocol"] is "http/protobuf" ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
         builder.Services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService("queueworker", serviceVersion: typeof(WorkerTelemetry).Assembly.GetName().Version?.ToString(),
+            .ConfigureResource(r => r.AddService("queueworker", serviceVersion: typeof(TelemetryExtensions).Assembly.GetName().Version?.ToString(),
                 serviceInstanceId: builder.Configuration["Worker:Id"]))
             .WithTracing(t => t
-                .AddSource(WorkerTelemetry.SourceName, "RabbitMQ.Client.Publisher", "RabbitMQ.Client.Subscriber")
+                // The job and inference spans are the pipeline's (QueueWorker.Processing).
+                .AddSource(JobTelemetry.SourceName, "RabbitMQ.Client.Publisher", "RabbitMQ.Client.Subscriber")
                 .AddOtlpExporter(o =>
                 {
                     o.Protocol = protocol;

@@ -1,4 +1,6 @@
 using System.Net;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using QueueWorker.Inference;
@@ -9,15 +11,20 @@ namespace QueueWorker.Hosting;
 
 public static class WorkerHostingExtensions
 {
-    /// <summary>The host's own concern: the job processor joining Messaging to Inference, metrics and the HTTP endpoint.</summary>
+    /// <summary>
+    /// The host's own concern: the job pipeline (<see cref="ProcessingHostingExtensions.AddJobProcessing"/>) behind the
+    /// adapter from Messaging's deliveries, metrics and the HTTP endpoint. Call after <c>AddInference()</c>.
+    /// </summary>
     public static IHostApplicationBuilder AddQueueWorker(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<HttpOptions>().BindConfiguration(HttpOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton<WorkerIdentity>();
         builder.Services.AddSingleton<WorkerMetrics>();
+        // Registered before AddJobProcessing, so the pipeline reports to the metrics instead of its silent default.
+        builder.Services.AddSingleton<IJobObserver>(sp => sp.GetRequiredService<WorkerMetrics>());
+        builder.AddJobProcessing();
         builder.Services.AddHostedService<GaugeCollector>();
-        builder.Services.AddSingleton<IJobHandler, JobProcessor>();
+        builder.Services.AddSingleton<IJobHandler, JobHandler>();
 
         builder.Services.AddSingleton<IPostConfigureOptions<RabbitMqOptions>, RabbitMqFromWorker>();
         return builder;
@@ -27,6 +34,12 @@ public static class WorkerHostingExtensions
     public static WebApplicationBuilder ConfigureHttpEndpoint(this WebApplicationBuilder builder)
     {
         var http = builder.Configuration.GetSection(HttpOptions.Section).Get<HttpOptions>() ?? new HttpOptions();
+        if (http.Port == 0)
+        {
+            // Kestrel given no endpoint would listen on http://localhost:5000: no server at all is what "off" means.
+            builder.Services.AddSingleton<IServer, NoHttpServer>();
+            return builder;
+        }
         builder.WebHost.ConfigureKestrel(k =>
         {
             if (http.Port > 0 && IPAddress.TryParse(http.BindAddress, out var address))
@@ -35,15 +48,10 @@ public static class WorkerHostingExtensions
         return builder;
     }
 
+    /// <summary><c>/healthz</c> and <c>/readyz</c> (health checks, see <see cref="WorkerHealthChecks"/>) and <c>/metrics</c>.</summary>
     public static WebApplication MapWorkerEndpoints(this WebApplication app)
     {
-        app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapGet("/readyz", (IInferenceEngine engine, IBrokerStatus broker) =>
-        {
-            var body = new ReadinessReport(engine.IsReady, broker.IsConnected, broker.IsConsuming);
-            return body.Ready ? Results.Json(body, HostJsonContext.Default.ReadinessReport)
-                              : Results.Json(body, HostJsonContext.Default.ReadinessReport, statusCode: StatusCodes.Status503ServiceUnavailable);
-        });
+        app.MapWorkerHealthChecks();
         app.MapMetrics("/metrics");
         return app;
     }
@@ -61,11 +69,18 @@ public static class WorkerHostingExtensions
     }
 }
 
-public sealed record ReadinessReport(bool ModelLoaded, bool BrokerConnected, bool ConsumerRunning)
+/// <summary>The server when <c>Http:Port</c> is 0: the endpoints are mapped but nothing listens.</summary>
+internal sealed class NoHttpServer : IServer
 {
-    public bool Ready => ModelLoaded && BrokerConnected && ConsumerRunning;
-}
+    public IFeatureCollection Features { get; } = new FeatureCollection();
 
-[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower)]
-[System.Text.Json.Serialization.JsonSerializable(typeof(ReadinessReport))]
-internal sealed partial class HostJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
+    public Task StartAsync<TContext>(IHttpApplication<TContext> application, CancellationToken cancellationToken) where TContext : notnull =>
+        Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public void Dispose()
+    {
+        // Nothing was opened.
+    }
+}

@@ -5,8 +5,8 @@ using QueueWorker.Messaging;
 
 namespace QueueWorker.Processing;
 
-/// <summary>The worker's job metrics (prometheus-net). Gauges live in <see cref="GaugeCollector"/>.</summary>
-public sealed class WorkerMetrics
+/// <summary>The worker's job metrics (prometheus-net), fed by the pipeline as its <see cref="IJobObserver"/>. Gauges live in <see cref="GaugeCollector"/>.</summary>
+public sealed class WorkerMetrics : IJobObserver
 {
     // Buckets for seconds-long CPU jobs: 10 ms .. ~20 min.
     private static readonly double[] DurationBuckets = Histogram.ExponentialBuckets(0.01, 2, 17);
@@ -43,7 +43,7 @@ public sealed class WorkerMetrics
 
 /// <summary>
 /// Gauges read from the engine and the broker link at scrape time. A hosted service rather than part of
-/// <see cref="WorkerMetrics"/>: the consumer depends on the job processor, which records metrics, so
+/// <see cref="WorkerMetrics"/>: the consumer depends on the job pipeline, which records metrics, so
 /// metrics must not depend back on the consumer's status.
 /// </summary>
 public sealed class GaugeCollector(IInferenceEngine engine, IBrokerStatus broker, Microsoft.Extensions.Options.IOptions<InferenceOptions> options) : IHostedService

@@ -1,0 +1,380 @@
+using QueueWorker.Bench.ModelTools;
+
+namespace QueueWorker.Bench;
+
+/// <summary>Gives the bench the model file of a weight format (synthesized or re-quantized on demand, cached).</summary>
+public interface IModelProvider
+{
+    Task<string> GetAsync(QuantType quant, CancellationToken cancellationToken);
+}
+
+/// <summary>Progress of a running bench (the command shows it with Spectre.Console).</summary>
+public interface IBenchProgress
+{
+    void BeginSection(string title, int steps);
+    void Step(string description);
+    void EndSection();
+}
+
+/// <summary>
+/// Runs the comparisons. Every comparison is measured side by side in one process and one run: each
+/// configuration gets its warm-up, then repetitions go round-robin over the configurations (rotated each
+/// round) so slow drifts of a shared machine hit all of them alike. Reports medians with min–max.
+/// </summary>
+/// <param name="extraBatchRunners">More ways to run the batching section beside raw LLamaSharp, e.g. the worker's
+/// engine through <see cref="EngineBatchRunner"/>; each is made once from the loaded model.</param>
+public sealed class BenchRunner(
+    BenchPlan plan,
+    string mainModel,
+    IModelProvider models,
+    IBenchProgress progress,
+    IReadOnlyList<Func<BenchModel, CancellationToken, Task<IBatchRunner>>>? extraBatchRunners = null)
+{
+    public const string Context = "context";
+    public const string Threads = "threads";
+    public const string Mmap = "mmap";
+    public const string Quant = "quant";
+    public const string Batch = "batch";
+    public const string Blas = "blas";
+    public const string Worker = "worker";
+
+    /// <summary>What a plain <c>qwbench</c> measures: the seed's claims.</summary>
+    public static IReadOnlyList<string> DefaultSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
+
+    /// <summary>Every section; <see cref="Worker"/> (issue 3's targets through the real worker and a broker) is opt-in.</summary>
+    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Worker];
+
+    public async Task<IReadOnlyList<SectionResult>> RunAsync(CancellationToken cancellationToken)
+    {
+        var results = new List<SectionResult>();
+        foreach (var section in plan.Sections)
+        {
+            SectionResult? result = section switch
+            {
+                Context => await RunContextAsync(cancellationToken),
+                Threads => await RunThreadsAsync(cancellationToken),
+                Mmap => await RunMmapAsync(cancellationToken),
+                Quant => await RunQuantAsync(cancellationToken),
+                Batch => await RunBatchAsync(cancellationToken),
+                Blas => null, // Nothing to time: the backend is described in the report.
+                Worker => null, // WorkerBenchRunner: it needs the worker binary and a broker.
+                _ => throw new ArgumentException($"unknown section '{section}'"),
+            };
+            if (result is not null)
+            {
+                results.Add(result);
+            }
+        }
+
+        return results;
+    }
+
+    private int Steps(int configs) => (plan.Warmup + plan.Repetitions) * configs;
+
+    private static int RoundUp(int n, int m) => RawBatchRunner.RoundUp(n, m);
+
+    private async Task<SectionResult> RunContextAsync(CancellationToken ct)
+    {
+        using var model = await BenchModel.LoadAsync(mainModel, mmap: true, ct);
+        var job = plan.Job;
+        var dynamic = Math.Max(256, RoundUp(job.PromptTokens + job.GenTokens, 256));
+        var sizes = new List<(string Name, int Size)> { ("2048", 2048), ("512", 512), ($"dynamic ({dynamic})", dynamic) };
+        var notes = new List<string>
+        {
+            $"dynamic = the job's prompt + max_tokens rounded up to 256 ({job.PromptTokens} + {job.GenTokens} -> {dynamic}); the worker gets the " +
+            "same effect inside one shared context by admitting each job's KV cells (llama.cpp attends only over the cells in use).",
+        };
+        var fitting = sizes.Where(s => s.Size >= job.PromptTokens + job.GenTokens).ToList();
+        foreach (var s in sizes.Except(fitting))
+        {
+            notes.Add($"{s.Name}: skipped, a {job.PromptTokens}+{job.GenTokens}-token job does not fit.");
+        }
+
+        var contexts = new List<(string Name, BenchContext Ctx, double RssMb)>();
+        try
+        {
+            foreach (var (name, size) in fitting)
+            {
+                var before = ProcessMemory.Read().TotalMb;
+                var ctx = new BenchContext(model, new ContextSpec(size, plan.AllThreads));
+                contexts.Add((name, ctx, ProcessMemory.Read().TotalMb - before));
+            }
+
+            progress.BeginSection("context size", Steps(contexts.Count));
+            var samples = await InterleaveAsync(contexts.Select(c => (c.Name, c.Ctx)).ToList(), (ctx, rep) => JobAsync(ctx, model, rep, ct), ct);
+            var configs = contexts.Select(c =>
+            {
+                samples[c.Name].Add(Metrics.ContextCreateMs, c.Ctx.CreateMs);
+                samples[c.Name].Add(Metrics.ContextRssMb, Math.Max(0, c.RssMb));
+                return new ConfigResult(c.Name, samples[c.Name].Summarize(), Details(c.Ctx));
+            }).ToList();
+            return new SectionResult(Context, "Context size", $"one job of {Describe(job)} per repetition, {plan.AllThreads} threads", configs, notes);
+        }
+        finally
+        {
+            contexts.ForEach(c => c.Ctx.Dispose());
+            progress.EndSection();
+        }
+    }
+
+    private async Task<SectionResult> RunThreadsAsync(CancellationToken ct)
+    {
+        using var model = await BenchModel.LoadAsync(mainModel, mmap: true, ct);
+        var all = plan.AllThreads;
+        var fewer = Math.Max(1, all - 1);
+        var load = plan.CompetingLoadProcesses;
+        var specs = new List<(string Name, int? Threads, int Load)>
+        {
+            ("default (unset)", null, 0),
+            ($"all ({all})", all, 0),
+            ($"cores - 1 ({fewer})", fewer, 0),
+            ($"all ({all}) + load", all, load),
+            ($"cores - 1 ({fewer}) + load", fewer, load),
+        };
+        var contexts = specs.Select(s => (s.Name, Item: (Ctx: new BenchContext(model, new ContextSpec(plan.ContextSize, s.Threads)), s.Load))).ToList();
+        try
+        {
+            progress.BeginSection("threads", Steps(contexts.Count));
+            var samples = await InterleaveAsync(contexts, async (item, rep) =>
+            {
+                using var competing = item.Load > 0 ? await CpuLoad.StartAsync(item.Load, ct) : null;
+                return await JobAsync(item.Ctx, model, rep, ct);
+            }, ct);
+            var configs = contexts.Select(c =>
+            {
+                var details = new Dictionary<string, string>(Details(c.Item.Ctx))
+                {
+                    ["competing_load"] = c.Item.Load > 0 ? $"{c.Item.Load} busy-loop process(es)" : "none",
+                };
+                return new ConfigResult(c.Name, samples[c.Name].Summarize(), details);
+            }).ToList();
+            var notes = new List<string>
+            {
+                $"all = the CPUs this process may use ({all}); the competing load is {load} `sh` busy loop(s) started beside the job, as another program on the machine.",
+                $"default (unset) = ModelParams.Threads left unset: LLamaSharp/llama.cpp choose ({contexts[0].Item.Ctx.GenerationThreads} here).",
+            };
+            return new SectionResult(Threads, "Threads", $"one job of {Describe(plan.Job)} per repetition, context {plan.ContextSize}", configs, notes);
+        }
+        finally
+        {
+            contexts.ForEach(c => c.Item.Ctx.Dispose());
+            progress.EndSection();
+        }
+    }
+
+    private async Task<SectionResult> RunMmapAsync(CancellationToken ct)
+    {
+        var modes = new List<(string Name, bool Mmap)> { ("mmap on", true), ("mmap off", false) };
+        var evicted = true;
+        progress.BeginSection("mmap", Steps(modes.Count));
+        try
+        {
+            var samples = await InterleaveAsync(modes, async (mmap, rep) =>
+            {
+                var m = new List<(string, double)>();
+                evicted &= PageCache.TryEvict(mainModel);
+                var rss0 = ProcessMemory.Read().TotalMb;
+                using (var model = await BenchModel.LoadAsync(mainModel, mmap, ct))
+                {
+                    m.Add((Metrics.LoadColdMs, model.LoadMs));
+                    m.Add((Metrics.RssAfterLoadMb, ProcessMemory.Read().TotalMb - rss0));
+                    using var ctx = new BenchContext(model, new ContextSpec(plan.ContextSize, plan.AllThreads));
+                    var first = await RunAsync(ctx, model, rep, ct);
+                    m.Add((Metrics.FirstJobMs, first.TotalMs));
+                    m.Add((Metrics.StartToFirstResultMs, model.LoadMs + ctx.CreateMs + first.TotalMs));
+                    m.Add((Metrics.RssAfterJobMb, ProcessMemory.Read().TotalMb - rss0));
+                    var second = await RunAsync(ctx, model, rep + 1, ct);
+                    m.Add((Metrics.SecondJobMs, second.TotalMs));
+                    m.Add((Metrics.PrefillTps, second.PrefillTps));
+                    m.Add((Metrics.DecodeTps, second.DecodeTps));
+                }
+
+                using (var warm = await BenchModel.LoadAsync(mainModel, mmap, ct))
+                {
+                    m.Add((Metrics.LoadWarmMs, warm.LoadMs));
+                }
+
+                return m;
+            }, ct);
+            var notes = new List<string>
+            {
+                evicted
+                    ? "cold = the model file's pages dropped from the OS page cache first (posix_fadvise DONTNEED), as after a reboot; warm = loaded again right after."
+                    : "the page cache could not be dropped here: 'cold' loads may be warm.",
+                "RSS counts a memory-mapped model as file-backed pages (shared, reclaimable by the OS); without mmap the weights are private anonymous memory.",
+            };
+            var configs = modes.Select(m => new ConfigResult(m.Name, samples[m.Name].Summarize(), new Dictionary<string, string>())).ToList();
+            return new SectionResult(Mmap, "Memory-mapped loading", $"per repetition: load, first job, second job of {Describe(plan.Job)}; then a warm reload", configs, notes);
+        }
+        finally
+        {
+            progress.EndSection();
+        }
+    }
+
+    private async Task<SectionResult> RunQuantAsync(CancellationToken ct)
+    {
+        var notes = new List<string>();
+        var loaded = new List<(string Name, BenchModel Model, BenchContext Ctx, long Bytes, ulong Parameters)>();
+        try
+        {
+            foreach (var name in plan.Quants)
+            {
+                var quant = QuantType.Get(name);
+                string path;
+                try
+                {
+                    path = await models.GetAsync(quant, ct);
+                }
+                catch (InvalidOperationException e)
+                {
+                    notes.Add($"{name}: no model file ({e.Message})");
+                    continue;
+                }
+
+                var model = await BenchModel.LoadAsync(path, mmap: true, ct);
+                loaded.Add((name, model, new BenchContext(model, new ContextSpec(plan.ContextSize, plan.AllThreads)),
+                    new FileInfo(path).Length, model.Weights.ParameterCount));
+            }
+
+            progress.BeginSection("quantization", Steps(loaded.Count));
+            var samples = await InterleaveAsync(loaded.Select(l => (l.Name, l)).ToList(), (l, rep) => JobAsync(l.Ctx, l.Model, rep, ct), ct);
+            var configs = loaded.Select(l =>
+            {
+                samples[l.Name].Add(Metrics.FileMb, l.Bytes / 1048576.0);
+                return new ConfigResult(l.Name, samples[l.Name].Summarize(), new Dictionary<string, string>
+                {
+                    ["file"] = l.Model.Path,
+                    ["parameters"] = l.Parameters.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                });
+            }).ToList();
+            notes.Add("every file has the same shapes and parameter count; llama.cpp keeps some tensors (e.g. output) at higher precision per type, as llama-quantize does.");
+            return new SectionResult(Quant, "Quantization", $"one job of {Describe(plan.Job)} per repetition, {plan.AllThreads} threads, context {plan.ContextSize}", configs, notes);
+        }
+        finally
+        {
+            foreach (var l in loaded)
+            {
+                l.Ctx.Dispose();
+                l.Model.Dispose();
+            }
+
+            progress.EndSection();
+        }
+    }
+
+    private async Task<SectionResult> RunBatchAsync(CancellationToken ct)
+    {
+        using var model = await BenchModel.LoadAsync(mainModel, mmap: true, ct);
+        var max = plan.BatchJobs.Max();
+        var runners = new List<IBatchRunner> { new RawBatchRunner(model, max, plan.Job, plan.AllThreads) };
+        try
+        {
+            foreach (var make in extraBatchRunners ?? [])
+            {
+                runners.Add(await make(model, ct));
+            }
+
+            var configs = runners
+                .SelectMany(r => plan.BatchJobs.Where(n => n <= r.MaxJobs).Select(n =>
+                    (Name: $"{n} job{(n == 1 ? "" : "s")}" + (runners.Count > 1 ? $" · {r.Name}" : ""), Item: (Runner: r, Jobs: n))))
+                .ToList();
+            progress.BeginSection("batching", Steps(configs.Count));
+            var samples = await InterleaveAsync(configs, async (item, rep) =>
+            {
+                var r = await item.Runner.RunAsync(item.Jobs, plan.Job, rep, ct);
+                var m = new List<(string, double)>
+                {
+                    (Metrics.AggregateTps, r.AggregateTps),
+                    (Metrics.JobMs, Stat.Of(r.JobLatencyMs.ToList()).Median),
+                };
+                if (r.DecodeMs is { } d)
+                {
+                    m.Add((Metrics.AggregateDecodeTps, r.CompletionTokens / (d / 1000)));
+                }
+
+                if (r.PrefillMs is { } p)
+                {
+                    m.Add((Metrics.PrefillTps, item.Jobs * r.PromptTokensPerJob / (p / 1000)));
+                }
+
+                return m;
+            }, ct);
+            var results = configs.Select(c => new ConfigResult(c.Name, samples[c.Name].Summarize(), new Dictionary<string, string>
+            {
+                ["runner"] = c.Item.Runner.Name,
+            })).ToList();
+            var notes = new List<string>
+            {
+                $"n jobs of {Describe(plan.Job)} start together; aggregate tok/s = generated tokens of all jobs / wall time; job latency = each job's own wall time (median over the jobs).",
+            };
+            notes.AddRange(runners.Select(r => $"{r.Name}: {r.Method}"));
+            if (runners.Count == 1)
+            {
+                notes.Add("The worker's own scheduler (IInferenceEngine, continuous batching) is not in this run: it is measured by the same section through EngineBatchRunner once an engine is passed to BenchRunner.");
+            }
+
+            return new SectionResult(Batch, "Batching (concurrent jobs in one context)", $"{plan.AllThreads} threads", results, notes);
+        }
+        finally
+        {
+            foreach (var r in runners)
+            {
+                await r.DisposeAsync();
+            }
+
+            progress.EndSection();
+        }
+    }
+
+    private static string Describe(JobShape job) => $"{job.PromptTokens} prompt + {job.GenTokens} generated tokens";
+
+    private static Dictionary<string, string> Details(BenchContext ctx) => new()
+    {
+        ["context_size"] = ctx.Spec.ContextSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["threads"] = $"{ctx.GenerationThreads} generation / {ctx.BatchThreads} prompt",
+    };
+
+    private Task<RunTiming> RunAsync(BenchContext ctx, BenchModel model, int rep, CancellationToken ct) =>
+        Task.Run(() => ctx.Run([model.Prompt(plan.Job.PromptTokens, rep)], plan.Job.GenTokens, ct), ct);
+
+    private async Task<IReadOnlyList<(string, double)>> JobAsync(BenchContext ctx, BenchModel model, int rep, CancellationToken ct)
+    {
+        var t = await RunAsync(ctx, model, rep, ct);
+        return [(Metrics.JobMs, t.TotalMs), (Metrics.PrefillTps, t.PrefillTps), (Metrics.DecodeTps, t.DecodeTps)];
+    }
+
+    /// <summary>Warm-up for each configuration, then repetitions round-robin (order rotated every round).</summary>
+    private async Task<Dictionary<string, SampleSet>> InterleaveAsync<T>(
+        IReadOnlyList<(string Name, T Item)> configs,
+        Func<T, int, Task<IReadOnlyList<(string Metric, double Value)>>> measure,
+        CancellationToken ct)
+    {
+        var sets = configs.ToDictionary(c => c.Name, _ => new SampleSet());
+        for (var w = 0; w < plan.Warmup; w++)
+        {
+            foreach (var (name, item) in configs)
+            {
+                ct.ThrowIfCancellationRequested();
+                progress.Step($"{name}: warm-up");
+                await measure(item, 1000 + w);
+            }
+        }
+
+        for (var rep = 0; rep < plan.Repetitions; rep++)
+        {
+            for (var k = 0; k < configs.Count; k++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var (name, item) = configs[(k + rep) % configs.Count];
+                progress.Step($"{name}: run {rep + 1}/{plan.Repetitions}");
+                foreach (var (metric, value) in await measure(item, rep))
+                {
+                    sets[name].Add(metric, value);
+                }
+            }
+        }
+
+        return sets;
+    }
+}

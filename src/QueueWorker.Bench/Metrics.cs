@@ -1,0 +1,62 @@
+namespace QueueWorker.Bench;
+
+/// <summary>Metric names used in results.json and the tables, with their units.</summary>
+public static class Metrics
+{
+    public const string PrefillTps = "prefill_tok_s";
+    public const string DecodeTps = "decode_tok_s";
+    public const string JobMs = "job_ms";
+    public const string AggregateTps = "aggregate_tok_s";
+    public const string AggregateDecodeTps = "aggregate_decode_tok_s";
+    public const string ContextCreateMs = "context_create_ms";
+    public const string ContextRssMb = "context_rss_mb";
+    public const string LoadColdMs = "load_cold_ms";
+    public const string LoadWarmMs = "load_warm_ms";
+    public const string FirstJobMs = "first_job_ms";
+    public const string StartToFirstResultMs = "start_to_first_result_ms";
+    public const string RssAfterLoadMb = "rss_after_load_mb";
+    public const string RssAfterJobMb = "rss_after_job_mb";
+    public const string FileMb = "file_mb";
+    public const string SecondJobMs = "second_job_ms";
+    public const string PromptMs = "prompt_ms";
+    public const string PromptTokens = "prompt_tokens";
+    public const string CachedTokens = "cached_tokens";
+    public const string MinCachedTokens = "min_cached_tokens";
+    public const string CompletionTokens = "completion_tokens";
+    public const string WallMs = "wall_ms";
+    public const string RssMb = "rss_mb";
+    public const string RssAnonMb = "rss_anon_mb";
+    public const string RssFileMb = "rss_file_mb";
+
+    /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
+    public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal);
+
+    public static string Label(string metric) => metric switch
+    {
+        PrefillTps => "prefill tok/s",
+        DecodeTps => "decode tok/s",
+        JobMs => "job latency ms",
+        AggregateTps => "aggregate tok/s (whole jobs)",
+        AggregateDecodeTps => "aggregate decode tok/s",
+        ContextCreateMs => "context create ms",
+        ContextRssMb => "context memory MB",
+        LoadColdMs => "load ms (cold cache)",
+        LoadWarmMs => "load ms (warm cache)",
+        FirstJobMs => "first job ms",
+        StartToFirstResultMs => "load + first job ms (cold)",
+        RssAfterLoadMb => "RSS after load MB",
+        RssAfterJobMb => "RSS after first job MB",
+        FileMb => "file MB",
+        SecondJobMs => "steady job ms",
+        PromptMs => "prompt ms",
+        PromptTokens => "prompt tokens",
+        CachedTokens => "cached tokens",
+        MinCachedTokens => "fewest cached tokens",
+        CompletionTokens => "completion tokens",
+        WallMs => "wall ms",
+        RssMb => "RSS MB",
+        RssAnonMb => "RSS anonymous MB",
+        RssFileMb => "RSS file-backed MB",
+        _ => metric,
+    };
+}
