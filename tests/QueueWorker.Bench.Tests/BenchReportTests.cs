@@ -2,6 +2,7 @@ using System.Text.Json;
 
 namespace QueueWorker.Bench.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class StatTests
 {
     [Fact]
@@ -23,6 +24,7 @@ public sealed class StatTests
     public void Of_NoSamples_Throws() => Assert.Throws<ArgumentException>(() => Stat.Of([]));
 }
 
+[Trait("Category", "Unit")]
 public sealed class SeedClaimsTests
 {
     private static ConfigResult Job(string name, params double[] jobMs) =>
@@ -87,6 +89,7 @@ public sealed class SeedClaimsTests
     internal static BenchPlan Plan() => new(false, 1, 3, new JobShape(128, 32), 2, 2048, BenchRunner.DefaultSections, ["q4_0"], [1, 4], 1);
 }
 
+[Trait("Category", "Unit")]
 public sealed class ReportWriterTests : IDisposable
 {
     private readonly TempDir _dir = new();

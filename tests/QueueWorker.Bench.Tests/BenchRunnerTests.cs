@@ -4,6 +4,7 @@ using QueueWorker.Inference;
 namespace QueueWorker.Bench.Tests;
 
 /// <summary>The whole bench, every section, on the 4M-parameter llama-micro preset: minutes become seconds.</summary>
+[Trait("Category", "Integration")]
 public sealed class BenchRunnerTests(MicroModelFixture micro) : IClassFixture<MicroModelFixture>
 {
     private sealed class Recorder : IBenchProgress
@@ -96,6 +97,7 @@ public sealed class BenchRunnerTests(MicroModelFixture micro) : IClassFixture<Mi
     }
 }
 
+[Trait("Category", "Integration")]
 public sealed class ModelCacheTests
 {
     [Fact]

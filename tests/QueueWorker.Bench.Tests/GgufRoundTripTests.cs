@@ -2,6 +2,7 @@ using QueueWorker.Bench.ModelTools;
 
 namespace QueueWorker.Bench.Tests;
 
+[Trait("Category", "Integration")]
 public sealed class GgufRoundTripTests : IDisposable
 {
     private readonly TempDir _dir = new();

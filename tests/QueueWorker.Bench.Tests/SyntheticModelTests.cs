@@ -35,6 +35,7 @@ public sealed class MicroModelFixture : IAsyncLifetime
     };
 }
 
+[Trait("Category", "Integration")]
 public sealed class SyntheticModelTests(MicroModelFixture micro) : IClassFixture<MicroModelFixture>
 {
     [Fact]
@@ -141,6 +142,7 @@ public sealed class SyntheticModelTests(MicroModelFixture micro) : IClassFixture
     }
 }
 
+[Trait("Category", "Unit")]
 public sealed class ModelPresetTests
 {
     [Fact]

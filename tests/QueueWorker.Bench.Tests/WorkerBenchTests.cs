@@ -8,13 +8,14 @@ namespace QueueWorker.Bench.Tests;
 /// broker (127.0.0.1, temporary queues), every target measured and reported. Speed is not asserted here: a
 /// benchmark judges speed, on a quiet machine (qw bench --sections worker).
 /// </summary>
+[Trait("Category", "Integration")]
 public sealed partial class WorkerBenchTests : IDisposable
 {
     private readonly TempDir _dir = new();
 
     public void Dispose() => _dir.Dispose();
 
-    private static string BrokerUri => Environment.GetEnvironmentVariable("QW_TEST_RABBITMQ_URI") ?? "amqp://guest:guest@127.0.0.1:5672/";
+    private static string BrokerUri => TestSettings.RabbitMqUri;
 
     private static string WorkerDll => WorkerProcess.FindWorkerDll(AppContext.BaseDirectory)
         ?? throw new InvalidOperationException($"the worker binary was not found from {AppContext.BaseDirectory}: build src/QueueWorker (this project references it)");
@@ -144,6 +145,7 @@ public sealed partial class WorkerBenchTests : IDisposable
 }
 
 /// <summary>The batching section's engine: the worker's LlamaEngine built by AddInference in a Generic Host, run for real.</summary>
+[Trait("Category", "Integration")]
 public sealed class EngineHostTests
 {
     [Fact]

@@ -5,6 +5,7 @@ using QueueWorker.Contracts;
 
 namespace QueueWorker.Cli.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class BatchInputParserTests
 {
     private static BatchLine Parse(string line, long lineNumber = 1, JobLimits? limits = null) =>

@@ -5,6 +5,7 @@ using QueueWorker.Contracts;
 
 namespace QueueWorker.Cli.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class BatchProcessorTests : IDisposable
 {
     private readonly TempDir _dir = new();
@@ -131,6 +132,7 @@ public sealed class BatchProcessorTests : IDisposable
     }
 }
 
+[Trait("Category", "Unit")]
 public sealed class BatchCommandValidationTests : IDisposable
 {
     private readonly TempDir _dir = new();

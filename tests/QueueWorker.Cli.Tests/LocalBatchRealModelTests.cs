@@ -9,6 +9,7 @@ using QueueWorker.Cli.Tests.Broker;
 namespace QueueWorker.Cli.Tests;
 
 [Collection(BrokerCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class LocalBatchRealModelTests(BrokerFixture broker) : IDisposable
 {
     private readonly TempDir _dir = new();
@@ -17,20 +18,7 @@ public sealed class LocalBatchRealModelTests(BrokerFixture broker) : IDisposable
 
     private static string Sample => Path.Combine(AppContext.BaseDirectory, "samples", "batch.jsonl");
 
-    /// <summary>The test models: QW_TEST_MODELS_DIR, else ../shared/models beside the repository. Missing is a failure.</summary>
-    private static string Model(string name)
-    {
-        var dir = Environment.GetEnvironmentVariable("QW_TEST_MODELS_DIR");
-        if (string.IsNullOrEmpty(dir))
-        {
-            var root = new DirectoryInfo(AppContext.BaseDirectory);
-            while (root is not null && !File.Exists(Path.Combine(root.FullName, "QueueWorker.sln"))) root = root.Parent;
-            dir = Path.Combine(root?.Parent?.FullName ?? ".", "shared", "models");
-        }
-        var path = Path.Combine(dir, name);
-        Assert.True(File.Exists(path), $"test model {path} not found (set QW_TEST_MODELS_DIR)");
-        return path;
-    }
+    private static string Model(string name) => TestModels.Find(name);
 
     private static List<JsonElement> Lines(string path) =>
         File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement).ToList();

@@ -6,6 +6,7 @@ using QueueWorker.Inference;
 
 namespace QueueWorker.Cli.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class LocalJobRunnerTests
 {
     private static BatchRequest Request(string line) =>

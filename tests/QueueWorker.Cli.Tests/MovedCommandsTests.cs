@@ -1,6 +1,7 @@
 namespace QueueWorker.Cli.Tests;
 
 /// <summary>The benchmark and model tools left qw for qwbench: an old command line gets the new name, not "unknown command".</summary>
+[Trait("Category", "Unit")]
 public sealed class MovedCommandsTests
 {
     [Theory]

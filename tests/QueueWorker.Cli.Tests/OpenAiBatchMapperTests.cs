@@ -5,6 +5,7 @@ using QueueWorker.Contracts;
 
 namespace QueueWorker.Cli.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class OpenAiBatchMapperTests
 {
     private static readonly DateTimeOffset Now = DateTimeOffset.FromUnixTimeSeconds(1_800_000_000);

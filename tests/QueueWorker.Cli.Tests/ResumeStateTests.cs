@@ -4,6 +4,7 @@ using QueueWorker.Cli.Infrastructure;
 
 namespace QueueWorker.Cli.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class ResumeStateTests : IDisposable
 {
     private readonly TempDir _dir = new();
@@ -95,6 +96,7 @@ public sealed class ResumeStateTests : IDisposable
     }
 }
 
+[Trait("Category", "Unit")]
 public sealed class Utf8LineReaderTests
 {
     private static async Task<List<RawLine>> ReadAll(string text, int maxLine = 1024)

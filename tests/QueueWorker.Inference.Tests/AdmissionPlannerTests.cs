@@ -2,6 +2,7 @@ using LLama.Native;
 
 namespace QueueWorker.Inference.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class AdmissionPlannerTests
 {
     private static LLamaToken[] Tokens(params int[] ids) => TestSlots.Tokens(ids);

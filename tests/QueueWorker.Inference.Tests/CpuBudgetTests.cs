@@ -1,5 +1,6 @@
 namespace QueueWorker.Inference.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class CpuBudgetTests
 {
     [Theory]

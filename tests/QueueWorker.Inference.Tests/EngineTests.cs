@@ -4,6 +4,7 @@ using QueueWorker.Contracts;
 namespace QueueWorker.Inference.Tests;
 
 /// <summary>The scheduler end to end on stories260K (a real trained model: greedy text is stable).</summary>
+[Trait("Category", "Integration")]
 public sealed class EngineTests : IAsyncLifetime
 {
     private const string Once = "Once upon a time";
@@ -208,6 +209,7 @@ public sealed class EngineTests : IAsyncLifetime
 }
 
 /// <summary>Cancellation and deadlines, on a one-slot engine so a stuck slot would block the next job.</summary>
+[Trait("Category", "Integration")]
 public sealed class EngineLifecycleTests
 {
     private const string Once = "Once upon a time";

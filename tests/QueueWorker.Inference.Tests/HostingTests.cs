@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 
 namespace QueueWorker.Inference.Tests;
 
+[Trait("Category", "Integration")]
 public sealed class HostingTests
 {
     private static IHost Build(Dictionary<string, string?> settings)

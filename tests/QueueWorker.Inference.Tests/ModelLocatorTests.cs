@@ -1,5 +1,6 @@
 namespace QueueWorker.Inference.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class ModelLocatorTests : IDisposable
 {
     private readonly DirectoryInfo _root = Directory.CreateTempSubdirectory("qw-locator-");

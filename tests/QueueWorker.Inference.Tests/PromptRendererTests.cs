@@ -36,6 +36,7 @@ public sealed class LlamaVocabFixture : IAsyncLifetime
     }
 }
 
+[Trait("Category", "Integration")]
 public sealed class PromptRendererTests(LlamaVocabFixture vocab) : IClassFixture<LlamaVocabFixture>
 {
     private PromptRenderer Renderer(string? template) =>

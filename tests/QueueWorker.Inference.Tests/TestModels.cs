@@ -6,23 +6,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace QueueWorker.Inference.Tests;
 
-/// <summary>The real model files. A missing file fails the test with the places searched.</summary>
+/// <summary>The real model files (found by QueueWorker.Testing's locator) and the engine set up on them.</summary>
 internal static class TestModels
 {
-    public static string Stories260K => Find("stories260K.gguf");
-    public static string Llama2TinyRandom => Find("llama-2-tiny-random.gguf");
-
-    private static string Find(string file)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            foreach (var candidate in new[] { Path.Combine(dir.FullName, "shared", "models", file), Path.Combine(dir.FullName, "models", file) })
-            {
-                if (File.Exists(candidate)) return candidate;
-            }
-        }
-        throw new FileNotFoundException($"Test model {file} not found in shared/models/ or models/ above {AppContext.BaseDirectory}.");
-    }
+    public static string Stories260K => global::QueueWorker.Testing.TestModels.Stories260K;
+    public static string Llama2TinyRandom => global::QueueWorker.Testing.TestModels.TinyRandom;
 
     public static InferenceOptions Options(int slots = 4, int contextSize = 1024, int maxTokens = 256, bool prefixReuse = true, int batchSize = 512) => new()
     {

@@ -2,6 +2,7 @@ using System.Text;
 
 namespace QueueWorker.Inference.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class StopStringMatcherTests
 {
     private static (string Released, StopStringMatcher Matcher) Feed(string[] stops, params string[] pieces)
@@ -78,6 +79,7 @@ public sealed class StopStringMatcherTests
     }
 }
 
+[Trait("Category", "Unit")]
 public sealed class Utf8TextStreamerTests
 {
     [Fact]

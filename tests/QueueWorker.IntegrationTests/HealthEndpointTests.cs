@@ -6,6 +6,7 @@ namespace QueueWorker.IntegrationTests;
 /// The response contract of <c>/healthz</c> and <c>/readyz</c> that the Dockerfile health check, the Kubernetes probes and
 /// the docs rely on, served by ASP.NET Core health checks.
 /// </summary>
+[Trait("Category", "Integration")]
 public class HealthEndpointTests(WorkerFixture fixture) : IClassFixture<WorkerFixture>
 {
     [Fact]

@@ -4,18 +4,19 @@ using System.Text.Json;
 namespace QueueWorker.IntegrationTests;
 
 /// <summary>Issue 5 against the real worker and model: qw submit and qw batch as users run them.</summary>
+[Trait("Category", "Integration")]
 public class QwAgainstWorkerTests(WorkerFixture fixture) : IClassFixture<WorkerFixture>
 {
     private async Task<(int ExitCode, string Stdout, string Stderr)> QwAsync(params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet", [TestEnvironment.QwDll, .. args])
+        var psi = new ProcessStartInfo("dotnet", [TestSettings.QwDll, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            WorkingDirectory = TestEnvironment.RepositoryRoot,
+            WorkingDirectory = TestSettings.RepositoryRoot,
         };
-        psi.Environment["RabbitMq__Uri"] = TestEnvironment.RabbitMqUri;
+        psi.Environment["RabbitMq__Uri"] = TestSettings.RabbitMqUri;
         psi.Environment["RabbitMq__JobsQueue"] = fixture.JobsQueue;
         using var process = Process.Start(psi)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
@@ -70,7 +71,7 @@ public class QwAgainstWorkerTests(WorkerFixture fixture) : IClassFixture<WorkerF
         try
         {
             var output = Path.Combine(dir, "results.jsonl");
-            var sample = Path.Combine(TestEnvironment.RepositoryRoot, "samples", "batch.jsonl");
+            var sample = Path.Combine(TestSettings.RepositoryRoot, "samples", "batch.jsonl");
             var inputLines = File.ReadAllLines(sample).Count(l => l.Trim().Length > 0);
 
             var (code, _, stderr) = await QwAsync("batch", sample, "--out", output);

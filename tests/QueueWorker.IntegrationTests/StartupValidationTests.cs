@@ -1,6 +1,7 @@
 namespace QueueWorker.IntegrationTests;
 
 /// <summary>A bad configuration stops the worker at start with one clear line naming the key and the value.</summary>
+[Trait("Category", "Integration")]
 public class StartupValidationTests
 {
     private static async Task<(int ExitCode, string Output)> RunWithAsync(Dictionary<string, string> settings)

@@ -1,10 +1,10 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 
 namespace QueueWorker.IntegrationTests;
 
 /// <summary>Issue 6: JSON logs that carry the job id, and traces exported by OTLP when an endpoint is configured.</summary>
+[Trait("Category", "Integration")]
 public sealed class TelemetryTests : IAsyncLifetime
 {
     private readonly HttpListener _collector = new();
@@ -18,7 +18,7 @@ public sealed class TelemetryTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         // A stand-in OTLP/HTTP collector on loopback: it records what the worker exports.
-        using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); _port = ((IPEndPoint)probe.LocalEndpoint).Port; }
+        _port = FreePort.Next();
         _collector.Prefixes.Add($"http://127.0.0.1:{_port}/");
         _collector.Start();
         _ = Task.Run(async () =>
@@ -48,7 +48,7 @@ public sealed class TelemetryTests : IAsyncLifetime
             ["Telemetry:OtlpProtocol"] = "http/protobuf",
             ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
         });
-        await _worker.WaitReadyAsync(TimeSpan.FromSeconds(90));
+        await _worker.WaitReadyAsync(Waits.WorkerReady);
     }
 
     [Fact]

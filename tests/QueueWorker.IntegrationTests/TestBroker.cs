@@ -7,67 +7,34 @@ using QueueWorker.Contracts;
 namespace QueueWorker.IntegrationTests;
 
 /// <summary>
-/// The producer's side of the tests: a real broker connection, temporary queues it deletes at the end,
-/// publishing jobs and collecting results. Fails (never skips) when the broker is unreachable.
+/// The producer's side of the tests: the shared <see cref="BrokerFixture"/> (a real broker connection, temporary queues
+/// deleted at the end) plus publishing jobs as producers do and collecting results. Fails (never skips) when the broker
+/// is unreachable.
 /// </summary>
-public sealed class TestBroker : IAsyncDisposable
+public sealed class TestBroker : BrokerFixture
 {
-    private readonly IConnection _connection;
-    private readonly IChannel _channel;
-    private readonly List<string> _ownedQueues = [];
-
-    private TestBroker(IConnection connection, IChannel channel)
+    private TestBroker(string uri)
+        : base(uri)
     {
-        _connection = connection;
-        _channel = channel;
     }
 
-    public IChannel Channel => _channel;
-
-    public static Task<TestBroker> ConnectAsync() => ConnectAsync(TestEnvironment.RabbitMqUri);
+    public static Task<TestBroker> ConnectAsync() => ConnectAsync(TestSettings.RabbitMqUri);
 
     /// <summary>Connects to the broker at <paramref name="uri"/> (e.g. a test's private broker). The client recovers the connection by itself.</summary>
     public static async Task<TestBroker> ConnectAsync(string uri)
     {
-        var factory = new ConnectionFactory { Uri = new Uri(uri), ClientProvidedName = "queueworker-tests", NetworkRecoveryInterval = TimeSpan.FromSeconds(1) };
-        IConnection connection;
-        try
-        {
-            connection = await factory.CreateConnectionAsync();
-        }
-        catch (Exception ex)
-        {
-            throw new InvalidOperationException(
-                $"RabbitMQ is not reachable at {uri} ({ex.Message}). Start it with ops/rabbitmq/start-local.sh (test.sh does).", ex);
-        }
-        var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
-        return new TestBroker(connection, channel);
+        var broker = new TestBroker(uri);
+        await broker.InitializeAsync();
+        return broker;
     }
 
-    public static string UniqueName(string prefix) => $"{prefix}.test-{Guid.NewGuid().ToString("N")[..12]}";
-
-    /// <summary>A durable queue for this test run, deleted on dispose.</summary>
-    public async Task<string> DeclareQueueAsync(string name)
-    {
-        await _channel.QueueDeclareAsync(name, durable: true, exclusive: false, autoDelete: false);
-        _ownedQueues.Add(name);
-        return name;
-    }
-
-    /// <summary>Deleted on dispose even if someone else (the worker) declared it.</summary>
-    public void Own(string queue) => _ownedQueues.Add(queue);
-
-    public async Task PublishAsync(string queue, byte[] body, Action<BasicProperties>? configure = null)
-    {
-        var props = new BasicProperties
+    /// <summary>Publishes a job as a producer does: persistent, JSON, with a timestamp, confirmed.</summary>
+    public Task PublishAsync(string queue, byte[] body, Action<BasicProperties>? configure = null) =>
+        base.PublishAsync(queue, body, props =>
         {
-            ContentType = "application/json",
-            DeliveryMode = DeliveryModes.Persistent,
-            Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds()),
-        };
-        configure?.Invoke(props);
-        await _channel.BasicPublishAsync("", queue, mandatory: true, props, body);
-    }
+            props.Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+            configure?.Invoke(props);
+        });
 
     public Task PublishAsync(string queue, string json, Action<BasicProperties>? configure = null) =>
         PublishAsync(queue, Encoding.UTF8.GetBytes(json), configure);
@@ -75,7 +42,7 @@ public sealed class TestBroker : IAsyncDisposable
     /// <summary>Collects the results arriving on <paramref name="queue"/> until disposed.</summary>
     public async Task<ResultCollector> CollectAsync(string queue)
     {
-        var channel = await _connection.CreateChannelAsync();
+        var channel = await Connection.CreateChannelAsync();
         var collector = new ResultCollector(channel);
         var consumer = new AsyncEventingBasicConsumer(channel);
         consumer.ReceivedAsync += async (_, ea) =>
@@ -88,44 +55,11 @@ public sealed class TestBroker : IAsyncDisposable
         await channel.BasicConsumeAsync(queue, autoAck: false, consumer);
         return collector;
     }
-
-    public async Task<uint> MessageCountAsync(string queue) => (await _channel.QueueDeclarePassiveAsync(queue)).MessageCount;
-
-    /// <summary>Reads the first message of <paramref name="queue"/> and puts it back (as an operator inspecting a queue would), or null when it is empty.</summary>
-    public async Task<BasicGetResult?> PeekAsync(string queue)
-    {
-        await using var channel = await _connection.CreateChannelAsync();
-        var message = await channel.BasicGetAsync(queue, autoAck: false);
-        if (message is null) return null;
-        var copy = new BasicGetResult(message.DeliveryTag, message.Redelivered, message.Exchange, message.RoutingKey,
-            message.MessageCount, message.BasicProperties, message.Body.ToArray());
-        await channel.BasicNackAsync(message.DeliveryTag, multiple: false, requeue: true);
-        return copy;
-    }
-
-    /// <summary>Takes one message from <paramref name="queue"/> (acked at once), or null when it is empty.</summary>
-    public async Task<BasicGetResult?> GetAsync(string queue)
-    {
-        await using var channel = await _connection.CreateChannelAsync();
-        var message = await channel.BasicGetAsync(queue, autoAck: true);
-        // The body buffer belongs to the client: keep a copy.
-        return message is null ? null : new BasicGetResult(message.DeliveryTag, message.Redelivered, message.Exchange, message.RoutingKey,
-            message.MessageCount, message.BasicProperties, message.Body.ToArray());
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var queue in _ownedQueues)
-        {
-            try { await _channel.QueueDeleteAsync(queue); } catch { /* already gone */ }
-        }
-        await _channel.CloseAsync();
-        await _connection.CloseAsync();
-    }
 }
 
 public sealed record ReceivedResult(JobResult Result, string? MessageId, string? CorrelationId, string? ContentType, bool Persistent);
 
+/// <summary>The results arriving on one queue; its waits are scaled by <see cref="Waits"/> (longer on CI).</summary>
 public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
 {
     private readonly ConcurrentQueue<ReceivedResult> _results = new();
@@ -142,6 +76,7 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
     /// <summary>Waits until <paramref name="count"/> results have arrived in total.</summary>
     public async Task<IReadOnlyList<ReceivedResult>> WaitForAsync(int count, TimeSpan timeout)
     {
+        timeout = Waits.Scale(timeout);
         using var cts = new CancellationTokenSource(timeout);
         try
         {
@@ -157,6 +92,7 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
     /// <summary>Waits until every one of <paramref name="ids"/> has at least one result.</summary>
     public async Task WaitForIdsAsync(IReadOnlyCollection<string> ids, TimeSpan timeout)
     {
+        timeout = Waits.Scale(timeout);
         using var cts = new CancellationTokenSource(timeout);
         while (true)
         {
@@ -170,6 +106,7 @@ public sealed class ResultCollector(IChannel channel) : IAsyncDisposable
 
     public async Task<ReceivedResult> WaitForIdAsync(string id, TimeSpan timeout)
     {
+        timeout = Waits.Scale(timeout);
         using var cts = new CancellationTokenSource(timeout);
         while (true)
         {

@@ -34,7 +34,7 @@ public class WorkerFixture : IAsyncLifetime
         };
         foreach (var (k, v) in Settings) settings[k] = v;
         Worker = WorkerProcess.Start(settings);
-        await Worker.WaitReadyAsync(TimeSpan.FromSeconds(90));
+        await Worker.WaitReadyAsync(Waits.WorkerReady);
 
         Results = await Broker.CollectAsync(ResultsQueue);
         Replies = await Broker.CollectAsync(ReplyQueue);

@@ -7,6 +7,7 @@ namespace QueueWorker.Messaging.Tests;
 /// until the job ended, and the failed re-subscribe stopped the host.
 /// </summary>
 [Collection(RabbitMqCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class ChannelClosedMidJobTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     [Fact]

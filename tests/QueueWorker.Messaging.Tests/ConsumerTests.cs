@@ -6,6 +6,7 @@ using RabbitMQ.Client.Events;
 namespace QueueWorker.Messaging.Tests;
 
 [Collection(RabbitMqCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     [Fact]

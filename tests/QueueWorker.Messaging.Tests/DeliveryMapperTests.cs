@@ -2,6 +2,7 @@ using RabbitMQ.Client;
 
 namespace QueueWorker.Messaging.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class DeliveryMapperTests
 {
     private static readonly DateTimeOffset Now = new(2026, 3, 1, 12, 0, 0, TimeSpan.Zero);

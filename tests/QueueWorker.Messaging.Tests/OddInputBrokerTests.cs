@@ -12,6 +12,7 @@ namespace QueueWorker.Messaging.Tests;
 /// encoding the result's short strings.
 /// </summary>
 [Collection(RabbitMqCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class OddInputBrokerTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     public sealed record Case(string Body, Action<BasicProperties>? Configure, string ExpectedId, string Status, string? Field = null);

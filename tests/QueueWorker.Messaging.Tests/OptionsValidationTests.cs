@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 
 namespace QueueWorker.Messaging.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class OptionsValidationTests
 {
     private static ValidateOptionsResult Validate(Action<RabbitMqOptions> configure)

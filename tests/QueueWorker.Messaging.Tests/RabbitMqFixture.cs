@@ -1,55 +1,27 @@
-using System.Collections.Concurrent;
 using QueueWorker.Contracts;
 using RabbitMQ.Client;
 
 namespace QueueWorker.Messaging.Tests;
 
 /// <summary>
-/// A connection to the real broker shared by the integration tests, and uniquely named queues that it deletes at the
-/// end (other helpers share this broker: only queues this fixture named are ever deleted). An unreachable broker FAILS
-/// the tests with a clear message; they never skip.
+/// The shared <see cref="BrokerFixture"/> (a connection to the real broker, temporary queues deleted at the end) with
+/// what the messaging tests add: worker options on fresh queues, and jobs. An unreachable broker FAILS the tests.
 /// </summary>
-public sealed class RabbitMqFixture : IAsyncLifetime, IAsyncDisposable
+public sealed class RabbitMqFixture : BrokerFixture
 {
-    public const string UriVariable = "QW_TEST_RABBITMQ_URI";
+    public const string UriVariable = TestSettings.RabbitMqUriVariable;
 
-    private readonly ConcurrentBag<string> _queues = [];
-    private IConnection? _connection;
+    private const string FixtureClientName = "queueworker-messaging-tests";
 
     public RabbitMqFixture()
-        : this(Environment.GetEnvironmentVariable(UriVariable) is { Length: > 0 } uri ? uri : "amqp://guest:guest@127.0.0.1:5672/")
+        : base(TestSettings.RabbitMqUri, FixtureClientName)
     {
     }
 
     // Not public: xunit requires a collection fixture to have a single public constructor (a second one failed every test of the collection).
-    internal RabbitMqFixture(string uri) => Uri = uri;
-
-    public string Uri { get; }
-
-    public IConnection Connection => _connection ?? throw new InvalidOperationException("The fixture is not initialised.");
-
-    public async Task InitializeAsync()
+    internal RabbitMqFixture(string uri)
+        : base(uri, FixtureClientName)
     {
-        var factory = new ConnectionFactory { Uri = new Uri(Uri), ClientProvidedName = "queueworker-messaging-tests" };
-        try
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
-            _connection = await factory.CreateConnectionAsync(timeout.Token);
-        }
-        catch (Exception ex)
-        {
-            throw new InvalidOperationException(
-                $"RabbitMQ is not reachable at {SecretMasker.MaskUri(Uri)} ({ex.GetBaseException().Message}). " +
-                $"These integration tests need a real broker: start one with ops/rabbitmq/start-local.sh, or point {UriVariable} at one.", ex);
-        }
-    }
-
-    /// <summary>A unique queue name, deleted when the tests end.</summary>
-    public string NewQueueName(string role)
-    {
-        var name = $"qw-test.{role}.{Guid.NewGuid():N}";
-        _queues.Add(name);
-        return name;
     }
 
     /// <summary>Options on fresh, unique queues, with short timings for tests.</summary>
@@ -73,75 +45,22 @@ public sealed class RabbitMqFixture : IAsyncLifetime, IAsyncDisposable
         return options;
     }
 
-    public async Task<IChannel> OpenChannelAsync(bool confirms = true) =>
-        await Connection.CreateChannelAsync(new CreateChannelOptions(confirms, confirms));
-
-    /// <summary>Publishes a job (persistent, confirmed) to <paramref name="queue"/>.</summary>
-    public async Task PublishJobAsync(string queue, byte[] body, Action<BasicProperties>? configure = null)
-    {
-        await using var channel = await OpenChannelAsync();
-        var properties = new BasicProperties { DeliveryMode = DeliveryModes.Persistent, ContentType = "application/json", MessageId = Guid.NewGuid().ToString("N") };
-        configure?.Invoke(properties);
-        await channel.BasicPublishAsync(string.Empty, queue, mandatory: true, properties, body);
-    }
+    /// <summary>Publishes a job (persistent, confirmed, a fresh message_id unless <paramref name="configure"/> sets one) to <paramref name="queue"/>.</summary>
+    public Task PublishJobAsync(string queue, byte[] body, Action<BasicProperties>? configure = null) =>
+        PublishAsync(queue, body, p =>
+        {
+            p.MessageId = Guid.NewGuid().ToString("N");
+            configure?.Invoke(p);
+        });
 
     public static byte[] JobBody(string id, string prompt = "Once upon a time") =>
         JobSerializer.Serialize(new JobRequest { Id = id, Prompt = prompt });
 
-    /// <summary>Polls <paramref name="queue"/> until a message arrives (acked on receipt) or the timeout passes (then fails).</summary>
-    public async Task<BasicGetResult> GetAsync(string queue, TimeSpan? timeout = null)
-    {
-        await using var channel = await OpenChannelAsync(confirms: false);
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
-        while (DateTime.UtcNow < deadline)
-        {
-            if (await channel.BasicGetAsync(queue, autoAck: true) is { } message)
-            {
-                // The body buffer belongs to the client: keep a copy.
-                return new BasicGetResult(message.DeliveryTag, message.Redelivered, message.Exchange, message.RoutingKey,
-                    message.MessageCount, message.BasicProperties, message.Body.ToArray());
-            }
-            await Task.Delay(50);
-        }
-        throw new TimeoutException($"No message arrived in queue '{queue}' within {(timeout ?? TimeSpan.FromSeconds(20)).TotalSeconds} s.");
-    }
-
     /// <summary>Messages ready in <paramref name="queue"/> (not those delivered and unacked).</summary>
-    public async Task<uint> ReadyCountAsync(string queue)
-    {
-        await using var channel = await OpenChannelAsync(confirms: false);
-        var ok = await channel.QueueDeclarePassiveAsync(queue);
-        return ok.MessageCount;
-    }
+    public Task<uint> ReadyCountAsync(string queue) => MessageCountAsync(queue);
 
-    public async Task DeclareClassicQueueAsync(string queue, bool autoDelete = false)
-    {
-        await using var channel = await OpenChannelAsync(confirms: false);
-        await channel.QueueDeclareAsync(queue, durable: !autoDelete, exclusive: false, autoDelete: autoDelete);
-    }
-
-    ValueTask IAsyncDisposable.DisposeAsync() => new(DisposeAsync());
-
-    public async Task DisposeAsync()
-    {
-        if (_connection is null)
-            return;
-        foreach (var queue in _queues)
-        {
-            try
-            {
-                await using var channel = await _connection.CreateChannelAsync();
-                await channel.QueueDeleteAsync(queue, ifUnused: false, ifEmpty: false);
-            }
-            catch (Exception)
-            {
-                // Never declared (or already gone): nothing to clean.
-            }
-        }
-        await _connection.CloseAsync();
-        await _connection.DisposeAsync();
-        _connection = null;
-    }
+    /// <summary>Declares a durable (or auto-delete) classic queue, deleted at the end.</summary>
+    public Task DeclareClassicQueueAsync(string queue, bool autoDelete = false) => DeclareQueueAsync(queue, autoDelete);
 }
 
 [CollectionDefinition(Name)]

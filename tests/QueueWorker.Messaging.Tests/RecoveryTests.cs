@@ -1,6 +1,7 @@
 namespace QueueWorker.Messaging.Tests;
 
 [Collection(RabbitMqCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     [Fact]
@@ -29,7 +30,7 @@ public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper outp
         Assert.Equal("before", (await broker.GetAsync(options.ResultsQueue)).BasicProperties.MessageId);
         var pidBefore = await ConnectionPidAsync(options.ClientName!);
 
-        await Rabbitmqctl.RunAsync("close_connection", pidBefore, "test: recovery");
+        await Rabbitmqctl.Shared.RunAsync("close_connection", pidBefore, "test: recovery");
         await worker.WaitUntilAsync(() => !worker.Status.IsConnected, "the worker notices the closed connection", TimeSpan.FromSeconds(10));
         await worker.WaitUntilAsync(() => worker.Status.IsConsuming, "the worker consumes again", TimeSpan.FromSeconds(30));
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("after"), p => p.MessageId = "after");
@@ -59,7 +60,7 @@ public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper outp
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("mid"), p => p.MessageId = "mid");
         await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
 
-        await Rabbitmqctl.RunAsync("close_connection", await ConnectionPidAsync(options.ClientName!), "test: mid-job");
+        await Rabbitmqctl.Shared.RunAsync("close_connection", await ConnectionPidAsync(options.ClientName!), "test: mid-job");
         release.SetResult();
 
         // The broker requeued the unacked job when the connection closed: it may be finished twice, with the same message_id.
@@ -127,19 +128,5 @@ public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper outp
     }
 
     /// <summary>The broker's pid for the connection named <paramref name="clientName"/>: only the test worker's connection is closed, never another helper's.</summary>
-    private static async Task<string> ConnectionPidAsync(string clientName)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            // Table output: "<pid>\t<client properties>" per line; the JSON formatter prints pids close_connection does not accept.
-            var table = await Rabbitmqctl.RunAsync("list_connections", "-q", "pid", "client_properties");
-            var line = table.Split('\n').FirstOrDefault(l => l.Contains(clientName, StringComparison.Ordinal));
-            if (line is not null)
-                return line.Split('\t')[0].Trim();
-            if (DateTime.UtcNow > deadline)
-                throw new InvalidOperationException($"No broker connection named '{clientName}': {table}");
-            await Task.Delay(500);
-        }
-    }
+    private static Task<string> ConnectionPidAsync(string clientName) => Rabbitmqctl.Shared.ConnectionPidAsync(clientName, TimeSpan.FromSeconds(30));
 }

@@ -8,6 +8,7 @@ using RabbitMQ.Client.Exceptions;
 
 namespace QueueWorker.Messaging.Tests;
 
+[Trait("Category", "Unit")]
 public sealed class ResiliencePipelineTests
 {
     /// <summary>Runs <paramref name="action"/> through the pipeline, advancing the fake clock until it ends.</summary>

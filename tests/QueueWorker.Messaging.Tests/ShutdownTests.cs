@@ -1,6 +1,7 @@
 namespace QueueWorker.Messaging.Tests;
 
 [Collection(RabbitMqCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class ShutdownTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     [Fact]

@@ -1,9 +1,9 @@
-using System.Diagnostics;
 using RabbitMQ.Client;
 
 namespace QueueWorker.Messaging.Tests;
 
 [Collection(RabbitMqCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper output)
 {
     [Fact]
@@ -26,7 +26,7 @@ public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper outp
 
         await Topology.DeclareAsync(broker.Connection, options, CancellationToken.None);
 
-        var line = (await Rabbitmqctl.RunAsync("list_queues", "-q", "name", "type", "durable", "arguments"))
+        var line = (await Rabbitmqctl.Shared.RunAsync("list_queues", "-q", "name", "type", "durable", "arguments"))
             .Split('\n').Single(l => l.StartsWith(options.JobsQueue + "\t", StringComparison.Ordinal));
         Assert.Contains("\tquorum\t", line);
         Assert.Contains("\ttrue\t", line);
@@ -114,28 +114,5 @@ public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper outp
         var ex = await Assert.ThrowsAsync<TopologyMismatchException>(() => Topology.DeclareAsync(broker.Connection, options, CancellationToken.None));
 
         Assert.Contains("x-delivery-limit", ex.Message);
-    }
-}
-
-/// <summary>Runs rabbitmqctl against the test broker's node (QW_TEST_RABBITMQ_NODE, default rabbit@localhost).</summary>
-public static class Rabbitmqctl
-{
-    public static string Node => Environment.GetEnvironmentVariable("QW_TEST_RABBITMQ_NODE") is { Length: > 0 } node ? node : "rabbit@localhost";
-
-    public static async Task<string> RunAsync(params string[] arguments)
-    {
-        var start = new ProcessStartInfo("rabbitmqctl") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add("-n");
-        start.ArgumentList.Add(Node);
-        foreach (var argument in arguments)
-            start.ArgumentList.Add(argument);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("rabbitmqctl did not start");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} exited {process.ExitCode}: {await stderr}");
-        return await stdout;
     }
 }

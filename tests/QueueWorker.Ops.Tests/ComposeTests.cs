@@ -5,6 +5,7 @@ using YamlDotNet.RepresentationModel;
 namespace QueueWorker.Ops.Tests;
 
 /// <summary>ops/compose.yaml parses, scales, and agrees with the image and the worker's configuration.</summary>
+[Trait("Category", "Unit")]
 public sealed partial class ComposeTests
 {
     private const string ComposeFile = "ops/compose.yaml";

@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 namespace QueueWorker.Ops.Tests;
 
 /// <summary>The broker definitions agree with the topology the worker declares, and the users get only what they need.</summary>
+[Trait("Category", "Unit")]
 public sealed class DefinitionsTests
 {
     [Fact]

@@ -11,6 +11,7 @@ using Microsoft.Extensions.Logging;
 
 namespace QueueWorker.Ops.Tests;
 
+[Trait("Category", "Unit")]
 public sealed partial class DockerfileTests
 {
     private readonly Dockerfile _dockerfile = Dockerfile.Load();

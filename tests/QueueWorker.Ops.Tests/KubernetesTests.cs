@@ -4,6 +4,7 @@ using YamlDotNet.RepresentationModel;
 namespace QueueWorker.Ops.Tests;
 
 /// <summary>ops/k8s parses, is namespace-agnostic, and agrees with the image, the worker's configuration and the broker users.</summary>
+[Trait("Category", "Unit")]
 public sealed class KubernetesTests
 {
     private static readonly string[] ManifestFiles = Directory.GetFiles(Repo.PathOf("ops/k8s"), "*.yaml").Order(StringComparer.Ordinal).ToArray();

@@ -10,7 +10,8 @@ namespace QueueWorker.Ops.Tests;
 /// over AMQP. The passwords are the documented examples, so these tests also prove the hashes.
 /// </summary>
 [Collection(BrokerCollection.Name)]
-public sealed class LeastPrivilegeTests(BrokerFixture broker)
+[Trait("Category", "Integration")]
+public sealed class LeastPrivilegeTests(DefinitionsFixture broker)
 {
     private const ushort AccessRefused = 403;
 
@@ -148,18 +149,18 @@ public sealed class LeastPrivilegeTests(BrokerFixture broker)
     {
         var environment = new Dictionary<string, string>
         {
-            ["RABBITMQ_NODENAME"] = BrokerFixture.Node,
+            ["RABBITMQ_NODENAME"] = DefinitionsFixture.Node,
             ["QW_VHOST"] = broker.ScriptVirtualHost,
             ["QW_USER_PREFIX"] = broker.ScriptUserPrefix,
         };
         var script = Repo.PathOf("ops/rabbitmq/apply-users.sh");
         for (var run = 1; run <= 2; run++)
         {
-            var (code, output) = await BrokerFixture.RabbitMqCtlAsync([script], environment, program: "bash");
-            Assert.True(code == 0, $"apply-users.sh run {run} failed: {output}");
+            var result = await ProcessRunner.RunAsync("bash", [script], environment);
+            Assert.True(result.Code == 0, $"apply-users.sh run {run} failed: {result.Output}");
         }
 
-        var granted = await BrokerFixture.PermissionsAsync(broker.ScriptVirtualHost);
+        var granted = await DefinitionsFixture.PermissionsAsync(broker.ScriptVirtualHost);
         Assert.Equal(Definitions.Permissions(Definitions.WorkerUser), granted[$"{broker.ScriptUserPrefix}-worker"]);
         Assert.Equal(Definitions.Permissions(Definitions.ProducerUser), granted[$"{broker.ScriptUserPrefix}-producer"]);
         Assert.Equal(Definitions.Permissions(Definitions.KedaUser), granted[$"{broker.ScriptUserPrefix}-keda"]);

@@ -6,6 +6,7 @@ using YamlDotNet.RepresentationModel;
 namespace QueueWorker.Ops.Tests;
 
 /// <summary>The Prometheus configuration finds every worker replica and alerts only on series that exist.</summary>
+[Trait("Category", "Unit")]
 public sealed partial class PrometheusTests
 {
     private readonly YamlMappingNode _prometheus = Repo.Yaml("ops/prometheus/prometheus.yml");

@@ -43,15 +43,7 @@ internal static class Repo
 
     public static YamlMappingNode Yaml(string relative) => Assert.Single(YamlDocuments(relative));
 
-    private static string FindRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "QueueWorker.sln")))
-                return dir.FullName;
-        }
-        throw new InvalidOperationException($"QueueWorker.sln not found above {AppContext.BaseDirectory}");
-    }
+    private static string FindRoot() => TestSettings.RepositoryRoot;
 
     private static HashSet<string> LoadConfigKeys()
     {

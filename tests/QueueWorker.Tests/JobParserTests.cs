@@ -3,6 +3,7 @@ using QueueWorker.Contracts;
 
 namespace QueueWorker.Tests;
 
+[Trait("Category", "Unit")]
 public class JobParserTests
 {
     private static readonly JobLimits Limits = new() { MaxTokens = 512, DefaultMaxTokens = 64 };
@@ -201,6 +202,7 @@ public class JobParserTests
         Assert.True(Parse("""{"model":"gpt-x","prompt":"x","user":"u","n":1,"stream":false}""").IsValid);
 }
 
+[Trait("Category", "Unit")]
 public class JobSerializerTests
 {
     [Fact]

@@ -1,15 +1,15 @@
 using System.Net;
-using System.Net.Sockets;
 using QueueWorker.Inference.Models;
 
 namespace QueueWorker.Tests;
 
 /// <summary>The download path of the default model, served from 127.0.0.1 (these machines reach no model hub).</summary>
+[Trait("Category", "Integration")]
 public sealed class ModelDownloaderTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("qw-dl-").FullName;
 
-    private static string SharedModel => Path.GetFullPath(Path.Combine(RepositoryRoot(), "..", "shared", "models", "stories260K.gguf"));
+    private static string SharedModel => TestModels.Stories260K;
 
     [Fact]
     public async Task DownloadAsync_MatchingSha_WritesTheFile()
@@ -38,13 +38,6 @@ public sealed class ModelDownloaderTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "QueueWorker.sln"))) return dir.FullName;
-        throw new InvalidOperationException("QueueWorker.sln not found");
-    }
-
     private sealed class SyncProgress(Action<(long Done, long? Total)> report) : IProgress<(long Done, long? Total)>
     {
         public void Report((long Done, long? Total) value) => report(value);
@@ -58,10 +51,7 @@ public sealed class ModelDownloaderTests : IDisposable
 
         private LocalServer(byte[] body)
         {
-            using var probe = new TcpListener(IPAddress.Loopback, 0);
-            probe.Start();
-            var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-            probe.Stop();
+            var port = FreePort.Next();
             Url = new Uri($"http://127.0.0.1:{port}/stories260K.gguf");
             _listener.Prefixes.Add($"http://127.0.0.1:{port}/");
             _listener.Start();

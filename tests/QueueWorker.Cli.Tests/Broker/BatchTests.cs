@@ -7,6 +7,7 @@ using QueueWorker.Inference;
 namespace QueueWorker.Cli.Tests.Broker;
 
 [Collection(BrokerCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class BatchTests(BrokerFixture broker, Xunit.Abstractions.ITestOutputHelper log) : IDisposable
 {
     private readonly TempDir _dir = new();
@@ -131,7 +132,7 @@ public sealed class BatchTests(BrokerFixture broker, Xunit.Abstractions.ITestOut
         var batch = Qw.RunAsync(Args(worker, input, output, "--max-in-flight", "6"));
         await WaitUntil(() => worker.Received.Count >= 6, TimeSpan.FromSeconds(30));
         // What a broker restart looks like to qw: its connection (and with it the reply queue) is gone.
-        Assert.Equal(1, await RabbitCtl.CloseConnectionsAsync(worker.JobsQueue));
+        Assert.Equal(1, await Rabbitmqctl.Shared.CloseConnectionsAsync(worker.JobsQueue, "qw test: simulated broker restart"));
         worker.Answering = true;
         await worker.ReleaseHeldAsync();
 

@@ -42,7 +42,7 @@ public sealed class FakeWorker : IAsyncDisposable
 
     public static async Task<FakeWorker> StartAsync(BrokerFixture broker, bool duplicateReplies = false)
     {
-        var queue = BrokerFixture.UniqueQueue("jobs");
+        var queue = BrokerFixture.UniqueName("qw-test.jobs");
         var connection = await new ConnectionFactory { Uri = new Uri(broker.Uri), ClientProvidedName = "qw-tests fake worker" }.CreateConnectionAsync();
         var channel = await connection.CreateChannelAsync();
         await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: new Dictionary<string, object?>

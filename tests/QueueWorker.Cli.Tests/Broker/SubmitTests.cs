@@ -4,6 +4,7 @@ using QueueWorker.Contracts;
 namespace QueueWorker.Cli.Tests.Broker;
 
 [Collection(BrokerCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class SubmitTests(BrokerFixture broker)
 {
     private string[] Args(FakeWorker worker, params string[] args) =>
@@ -119,7 +120,7 @@ public sealed class SubmitTests(BrokerFixture broker)
     [Fact]
     public async Task Submit_JobsQueueNotDeclared_ClearErrorExitCode3()
     {
-        var queue = BrokerFixture.UniqueQueue("absent");
+        var queue = BrokerFixture.UniqueName("qw-test.absent");
 
         var run = await Qw.RunAsync(["submit", "x", "--uri", broker.Uri, "--set", $"RabbitMq:JobsQueue={queue}"]);
 
@@ -139,6 +140,7 @@ public sealed class SubmitTests(BrokerFixture broker)
 }
 
 /// <summary>Flag validation happens before any connection, with the worker's own rule text.</summary>
+[Trait("Category", "Unit")]
 public sealed class SubmitValidationTests
 {
     [Theory]

@@ -24,6 +24,7 @@ public sealed class BadInputFixture : WorkerFixture
 /// message naming the field and the rule, to its reply_to when it has one, is acked, and the worker keeps serving.
 /// </summary>
 [Collection(ReliabilityCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class BadInputTests(BadInputFixture fixture) : IClassFixture<BadInputFixture>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);

@@ -8,6 +8,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 /// Issue 4: the broker configuration shipped in ops/rabbitmq/rabbitmq.conf fits the worker's defaults in appsettings.json
 /// (FACTS.md: RabbitMQ 3.10's consumer timeout is global; RabbitMQ.Client 7.x drops the connection on bodies over 64 MiB).
 /// </summary>
+[Trait("Category", "Unit")]
 public sealed class BrokerConfigTests
 {
     private const long ClientMaxInboundBodyBytes = 64L * 1024 * 1024; // RabbitMQ.Client 7.x MaxInboundMessageBodySize default
@@ -16,7 +17,7 @@ public sealed class BrokerConfigTests
 
     private static Dictionary<string, string> Conf()
     {
-        var path = Path.Combine(TestEnvironment.RepositoryRoot, "ops", "rabbitmq", "rabbitmq.conf");
+        var path = Path.Combine(TestSettings.RepositoryRoot, "ops", "rabbitmq", "rabbitmq.conf");
         return File.ReadAllLines(path)
             .Select(l => l.Trim())
             .Where(l => l.Length > 0 && !l.StartsWith('#'))
@@ -25,7 +26,7 @@ public sealed class BrokerConfigTests
     }
 
     private static JsonElement AppSettings() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(TestEnvironment.RepositoryRoot, "appsettings.json"))).RootElement;
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(TestSettings.RepositoryRoot, "appsettings.json"))).RootElement;
 
     [Fact]
     public void ConsumerTimeout_LongerThanLongestJobTheWorkerAllows()
@@ -54,7 +55,7 @@ public sealed class BrokerConfigTests
     public void StartLocalScript_ChecksTheSameValuesAsRabbitmqConf()
     {
         var conf = Conf();
-        var script = File.ReadAllText(Path.Combine(TestEnvironment.RepositoryRoot, "ops", "rabbitmq", "start-local.sh"));
+        var script = File.ReadAllText(Path.Combine(TestSettings.RepositoryRoot, "ops", "rabbitmq", "start-local.sh"));
         Assert.Equal(conf["consumer_timeout"], Regex.Match(script, @"WANT_CONSUMER_TIMEOUT=(\d+)").Groups[1].Value);
         Assert.Equal(conf["max_message_size"], Regex.Match(script, @"WANT_MAX_MESSAGE_SIZE=(\d+)").Groups[1].Value);
     }

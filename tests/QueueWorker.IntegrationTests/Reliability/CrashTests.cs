@@ -6,6 +6,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 
 /// <summary>Issue 4: a worker killed outright (SIGKILL: no shutdown code runs) loses nothing; a job that kills every worker ends in the DLQ.</summary>
 [Collection(ReliabilityCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class CrashTests(ITestOutputHelper output)
 {
     [Fact]

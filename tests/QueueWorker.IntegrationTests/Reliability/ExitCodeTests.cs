@@ -4,6 +4,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 
 /// <summary>A worker that stops because it cannot do its job must say so with its exit code: orchestrators restart (and alert on) non-zero exits only.</summary>
 [Collection(ReliabilityCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class ExitCodeTests(ITestOutputHelper output)
 {
     [Fact]

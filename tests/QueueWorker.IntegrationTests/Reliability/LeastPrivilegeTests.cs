@@ -11,6 +11,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 /// ops/rabbitmq/definitions.json (copied here, applied to this test's unique queue names, as apply-users.sh does).
 /// </summary>
 [Collection(ReliabilityCollection.Name)]
+[Trait("Category", "Integration")]
 public sealed class LeastPrivilegeTests(ITestOutputHelper output)
 {
     private const ushort AccessRefused = 403;
@@ -82,7 +83,7 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
 
     private static string Uri(string user, string password)
     {
-        var shared = new Uri(TestEnvironment.RabbitMqUri);
+        var shared = new Uri(TestSettings.RabbitMqUri);
         return $"amqp://{System.Uri.EscapeDataString(user)}:{System.Uri.EscapeDataString(password)}@{shared.Host}:{shared.Port}/";
     }
 

@@ -12,7 +12,8 @@ namespace QueueWorker.IntegrationTests.Reliability;
 /// started with ops/rabbitmq/start-local.sh so that no other user of the shared broker is disturbed.
 /// </summary>
 [Collection(ReliabilityCollection.Name)]
-public sealed class PrivateBrokerTests(PrivateBroker broker, ITestOutputHelper output) : IClassFixture<PrivateBroker>
+[Trait("Category", "Integration")]
+public sealed class PrivateBrokerTests(PrivateRabbitNode broker, ITestOutputHelper output) : IClassFixture<PrivateRabbitNode>
 {
     [Fact]
     public async Task BrokerAppRestarted_MidRun_WorkerRecoversAndEveryJobGetsItsResult()

@@ -59,7 +59,7 @@ public sealed class ReliabilityHarness : IAsyncDisposable
 
     public static async Task<ReliabilityHarness> CreateAsync(ITestOutputHelper output, string? uri = null, Rabbitmqctl? ctl = null)
     {
-        uri ??= TestEnvironment.RabbitMqUri;
+        uri ??= TestSettings.RabbitMqUri;
         var broker = await TestBroker.ConnectAsync(uri);
         var harness = new ReliabilityHarness(output, broker, uri, ctl ?? Rabbitmqctl.Shared);
         broker.Own(harness.JobsQueue);
@@ -78,7 +78,7 @@ public sealed class ReliabilityHarness : IAsyncDisposable
         var worker = WorkerProcess.Start(settings);
         _workers.Add(worker);
         var started = _clock.Elapsed;
-        await worker.WaitReadyAsync(readyTimeout ?? TimeSpan.FromSeconds(180));
+        await worker.WaitReadyAsync(Waits.Scale(readyTimeout ?? TimeSpan.FromSeconds(180)));
         Log($"worker {_workers.Count} (pid {worker.Pid}) ready in {(_clock.Elapsed - started).TotalSeconds:F1} s");
         return worker;
     }
@@ -122,9 +122,10 @@ public sealed class ReliabilityHarness : IAsyncDisposable
 
     public void Log(string message) => _output.WriteLine($"[{_clock.Elapsed.TotalSeconds,7:F1} s] {message}");
 
-    /// <summary>Polls <paramref name="condition"/> until true; fails naming <paramref name="what"/> after <paramref name="timeout"/>.</summary>
+    /// <summary>Polls <paramref name="condition"/> until true; fails naming <paramref name="what"/> after <paramref name="timeout"/> (scaled by <see cref="Waits"/>).</summary>
     public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan timeout, TimeSpan? poll = null)
     {
+        timeout = Waits.Scale(timeout);
         var deadline = DateTime.UtcNow + timeout;
         while (!await condition())
         {

@@ -1,12 +1,16 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace QueueWorker.IntegrationTests;
+namespace QueueWorker.Testing;
 
-/// <summary>The real worker binary as a child process, configured through environment variables as an operator would.</summary>
+/// <summary>
+/// The real worker binary (src/QueueWorker, built beside the tests) as a child process, configured through environment
+/// variables as an operator would: the shared broker and stories260K unless the settings say otherwise, an HTTP port
+/// of its own on the loopback. Its stdout and stderr are kept for the test's messages.
+/// </summary>
 public sealed class WorkerProcess : IAsyncDisposable
 {
     private readonly Process _process;
@@ -24,69 +28,83 @@ public sealed class WorkerProcess : IAsyncDisposable
     }
 
     public int HttpPort { get; }
+
     /// <summary>Kept after exit and disposal, for logs.</summary>
     public int Pid { get; }
+
     public bool HasExited => _process.HasExited;
+
     public int ExitCode => _process.ExitCode;
 
+    /// <summary>Everything the worker wrote so far, stdout and stderr interleaved.</summary>
     public string Output
     {
         get { lock (_output) return _output.ToString(); }
     }
 
-    /// <summary>Starts the worker; <paramref name="settings"/> are configuration keys (<c>RabbitMq:JobsQueue</c> …).</summary>
+    /// <summary>Starts the worker; <paramref name="settings"/> are configuration keys (<c>RabbitMq:JobsQueue</c> …) and win over the defaults.</summary>
     public static WorkerProcess Start(IReadOnlyDictionary<string, string> settings)
     {
-        var port = FreePort();
-        var psi = new ProcessStartInfo("dotnet", [TestEnvironment.WorkerDll])
+        var port = FreePort.Next();
+        var psi = new ProcessStartInfo("dotnet", [TestSettings.WorkerDll])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            WorkingDirectory = TestEnvironment.RepositoryRoot,
+            WorkingDirectory = TestSettings.RepositoryRoot,
         };
-        psi.Environment["RabbitMq__Uri"] = TestEnvironment.RabbitMqUri;
-        psi.Environment["Model__Path"] = TestEnvironment.Stories260K;
-        psi.Environment["Http__Port"] = port.ToString();
+        psi.Environment["RabbitMq__Uri"] = TestSettings.RabbitMqUri;
+        if (!settings.ContainsKey("Model:Path"))
+            psi.Environment["Model__Path"] = TestModels.Stories260K;
+        psi.Environment["Http__Port"] = port.ToString(CultureInfo.InvariantCulture);
         psi.Environment["Http__BindAddress"] = "127.0.0.1";
         psi.Environment["Logging__LogLevel__Default"] = "Information";
-        foreach (var (key, value) in settings) psi.Environment[key.Replace(":", "__")] = value;
+        foreach (var (key, value) in settings)
+            psi.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
         return new WorkerProcess(Process.Start(psi)!, port);
     }
 
     /// <summary>Waits for <c>/readyz</c> to answer 200 (model loaded, broker connected, consumer running).</summary>
-    public async Task WaitReadyAsync(TimeSpan timeout)
+    public async Task WaitReadyAsync(TimeSpan? timeout = null)
     {
+        var limit = timeout ?? Waits.WorkerReady;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var until = DateTime.UtcNow + timeout;
+        var until = DateTime.UtcNow + limit;
         while (DateTime.UtcNow < until)
         {
             if (_process.HasExited)
                 throw new InvalidOperationException($"The worker exited with code {_process.ExitCode} before it was ready:\n{Output}");
             try
             {
-                var response = await http.GetAsync($"http://127.0.0.1:{HttpPort}/readyz");
-                if (response.StatusCode == HttpStatusCode.OK) return;
+                var response = await http.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/readyz"));
+                if (response.StatusCode == HttpStatusCode.OK)
+                    return;
             }
-            catch (HttpRequestException) { }
-            catch (TaskCanceledException) { }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+            catch (TaskCanceledException)
+            {
+                // Busy starting: ask again.
+            }
             await Task.Delay(200);
         }
-        throw new TimeoutException($"The worker was not ready within {timeout.TotalSeconds:F0} s:\n{Output}");
+        throw new TimeoutException($"The worker was not ready within {limit.TotalSeconds:F0} s:\n{Output}");
     }
 
     /// <summary>The body of <paramref name="path"/> whatever the status (e.g. <c>/readyz</c> answers 503 with its reasons).</summary>
     public async Task<string> GetBodyAsync(string path)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        using var response = await http.GetAsync($"http://127.0.0.1:{HttpPort}{path}");
+        using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}{path}"));
         return await response.Content.ReadAsStringAsync();
     }
 
     public async Task<string> GetAsync(string path)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        return await http.GetStringAsync($"http://127.0.0.1:{HttpPort}{path}");
+        return await http.GetStringAsync(new Uri($"http://127.0.0.1:{HttpPort}{path}"));
     }
 
     /// <summary>A gauge or counter from <c>/metrics</c> (the first sample whose name and labels start with <paramref name="name"/>).</summary>
@@ -95,8 +113,9 @@ public sealed class WorkerProcess : IAsyncDisposable
         var text = await GetAsync("/metrics");
         foreach (var line in text.Split('\n'))
         {
-            if (!line.StartsWith(name, StringComparison.Ordinal) || line.Length <= name.Length || line[name.Length] is not (' ' or '{')) continue;
-            return double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            if (!line.StartsWith(name, StringComparison.Ordinal) || line.Length <= name.Length || line[name.Length] is not (' ' or '{'))
+                continue;
+            return double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
         }
         throw new InvalidOperationException($"Metric {name} not found in /metrics.");
     }
@@ -106,15 +125,15 @@ public sealed class WorkerProcess : IAsyncDisposable
     {
         foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
             if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-                return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+                return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
         throw new InvalidOperationException($"No VmRSS in /proc/{_process.Id}/status.");
     }
 
-    [DllImport("libc", SetLastError = true)]
-    private static extern int kill(int pid, int sig);
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
 
     /// <summary>SIGTERM, as a container runtime sends on stop.</summary>
-    public void Terminate() => kill(_process.Id, 15);
+    public void Terminate() => SendSignal(_process.Id, 15);
 
     /// <summary>SIGKILL: a crash, no chance to clean up.</summary>
     public void Kill() => _process.Kill(entireProcessTree: true);
@@ -126,21 +145,22 @@ public sealed class WorkerProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGTERM, then SIGKILL if the worker has not exited within <see cref="Waits.WorkerStop"/>.</summary>
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
         {
             Terminate();
-            try { await WaitForExitAsync(TimeSpan.FromSeconds(20)); }
-            catch (OperationCanceledException) { Kill(); await _process.WaitForExitAsync(); }
+            try
+            {
+                await WaitForExitAsync(Waits.WorkerStop);
+            }
+            catch (OperationCanceledException)
+            {
+                Kill();
+                await _process.WaitForExitAsync();
+            }
         }
         _process.Dispose();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using RabbitMQ.Client;
@@ -6,13 +5,13 @@ using RabbitMQ.Client;
 namespace QueueWorker.Ops.Tests;
 
 /// <summary>
-/// The local RabbitMQ (127.0.0.1) with ops/rabbitmq/definitions.json imported into a fresh virtual host,
-/// its users renamed with a unique prefix so that tests running at the same time (and the real users)
-/// are never touched. Everything is deleted afterwards. A missing broker fails the tests.
+/// The shared RabbitMQ (QW_TEST_RABBITMQ_URI, node QW_TEST_RABBITMQ_NODE) with ops/rabbitmq/definitions.json imported
+/// into a fresh virtual host, its users renamed with a unique prefix so that tests running at the same time (and the
+/// real users) are never touched. Everything is deleted afterwards. A missing broker fails the tests.
 /// </summary>
-public sealed class BrokerFixture : IAsyncLifetime
+public sealed class DefinitionsFixture : IAsyncLifetime
 {
-    public static readonly string Node = Environment.GetEnvironmentVariable("RABBITMQ_NODENAME") is { Length: > 0 } n ? n : "rabbit@localhost";
+    public static string Node => Rabbitmqctl.Shared.Node;
 
     private readonly string _id = Guid.NewGuid().ToString("N")[..10];
     private readonly List<string> _vhosts = [];
@@ -30,7 +29,7 @@ public sealed class BrokerFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var (code, output) = await RabbitMqCtlAsync(["-q", "await_startup", "--timeout", "20"]);
-        Assert.True(code == 0, $"RabbitMQ node {Node} is not running (start it with ops/rabbitmq/start-local.sh, or set RABBITMQ_NODENAME): {output}");
+        Assert.True(code == 0, $"RabbitMQ node {Node} is not running (start it with ops/rabbitmq/start-local.sh, or set QW_TEST_RABBITMQ_NODE): {output}");
 
         // definitions.json with the vhost and user names of this fixture.
         var definitions = JsonNode.Parse(Repo.Read("ops/rabbitmq/definitions.json"))!.AsObject();
@@ -78,10 +77,11 @@ public sealed class BrokerFixture : IAsyncLifetime
 
     public async Task<IConnection> ConnectAsync(string definitionsUser, string password, string? vhost = null)
     {
+        var shared = new Uri(TestSettings.RabbitMqUri);
         var factory = new ConnectionFactory
         {
-            HostName = "127.0.0.1",
-            Port = 5672,
+            HostName = shared.Host,
+            Port = shared.IsDefaultPort ? 5672 : shared.Port,
             VirtualHost = vhost ?? VirtualHost,
             UserName = UserName(definitionsUser),
             Password = password,
@@ -90,25 +90,11 @@ public sealed class BrokerFixture : IAsyncLifetime
         return await factory.CreateConnectionAsync();
     }
 
-    public static async Task<(int ExitCode, string Output)> RabbitMqCtlAsync(IEnumerable<string> args, IDictionary<string, string>? environment = null,
-        string program = "rabbitmqctl", string? stdin = null)
+    /// <summary>rabbitmqctl on the shared node, whatever its exit code (<paramref name="stdin"/> e.g. for import_definitions).</summary>
+    public static async Task<(int ExitCode, string Output)> RabbitMqCtlAsync(IEnumerable<string> args, string? stdin = null)
     {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
-        if (program == "rabbitmqctl")
-        {
-            start.ArgumentList.Add("-n");
-            start.ArgumentList.Add(Node);
-        }
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
-        using var process = Process.Start(start)!;
-        if (stdin is not null) await process.StandardInput.WriteAsync(stdin);
-        process.StandardInput.Close();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
-        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await stdout + await stderr);
+        var result = await Rabbitmqctl.Shared.RunCommandAsync(args, stdin);
+        return (result.Code, result.Output);
     }
 
     /// <summary>Permissions of a vhost as rabbitmqctl reports them: user -> (configure, write, read).</summary>
@@ -123,7 +109,7 @@ public sealed class BrokerFixture : IAsyncLifetime
 }
 
 [CollectionDefinition(Name)]
-public sealed class BrokerCollection : ICollectionFixture<BrokerFixture>
+public sealed class BrokerCollection : ICollectionFixture<DefinitionsFixture>
 {
     public const string Name = "broker";
 }
