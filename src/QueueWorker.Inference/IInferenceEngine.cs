@@ -14,6 +14,12 @@ public interface IInferenceEngine
     /// <summary>True once the model is loaded and the scheduler is running.</summary>
     bool IsReady { get; }
 
+    /// <summary>
+    /// Why the engine crashed and can take no more jobs; null while it is healthy (or stopped cleanly). A host stops
+    /// the process on it so an orchestrator restarts a fresh one.
+    /// </summary>
+    Exception? Fault => null;
+
     /// <summary>Live counters for metrics and admission.</summary>
     EngineStats Stats { get; }
 

@@ -25,6 +25,12 @@ public sealed class InferenceOptions
     public const string Section = "Inference";
 
     /// <summary>Generation threads; 0 = every CPU the process may use, less <see cref="ReserveCores"/>.</summary>
+    /// <summary>
+    /// Test-only fault injection: a job whose prompt contains this text crashes the scheduler, to prove that a crashed
+    /// engine stops the worker and requeues what it holds. Empty (the default) turns it off.
+    /// </summary>
+    public string? CrashSchedulerOnPrompt { get; set; }
+
     [ConfigRange(0, 1024)]
     public int Threads { get; set; }
 

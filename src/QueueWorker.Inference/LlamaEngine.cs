@@ -40,6 +40,8 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
 
     public bool IsReady => _running is { } r && r.Scheduler.IsRunning;
 
+    public Exception? Fault => _running?.Scheduler.Fault;
+
     public EngineStats Stats { get; } = new();
 
     /// <summary>Resolves and loads the model, creates the context and starts the scheduler; logs every tuning decision.</summary>
@@ -102,7 +104,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 Log.ChatFormatChosen(_logger, format.Description);
 
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
-                    _logger, _time, Stats);
+                    _logger, _time, Stats, _options.CrashSchedulerOnPrompt);
                 _running = new Running(weights, context, new PromptRenderer(model, format), scheduler);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);

@@ -32,13 +32,16 @@ internal sealed class Scheduler
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
+    private readonly string? _crashOnPrompt;
     private byte[] _pieceBuffer = new byte[64];
+    private volatile Exception? _fault;
     private int _queued;
     private long _step;
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
-        ILogger logger, TimeProvider time, EngineStats stats)
+        ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null)
     {
+        _crashOnPrompt = string.IsNullOrEmpty(crashOnPrompt) ? null : crashOnPrompt;
         _ctx = ctx;
         _model = model;
         _vocab = model.Vocab;
@@ -55,6 +58,9 @@ internal sealed class Scheduler
 
     /// <summary>False once the loop has ended (stopped or crashed).</summary>
     public bool IsRunning => !_exited.Task.IsCompleted;
+
+    /// <summary>Why the loop crashed; null while it runs and after a clean stop.</summary>
+    public Exception? Fault => _fault;
 
     public void Start() => _thread.Start();
 
@@ -99,6 +105,7 @@ internal sealed class Scheduler
         catch (Exception ex)
         {
             crash = ex;
+            _fault = ex;
             Log.SchedulerCrashed(_logger, ex);
         }
         finally
@@ -224,8 +231,10 @@ internal sealed class Scheduler
             switch (plan.Decision)
             {
                 case AdmissionDecision.Admit:
-                    _waiting.RemoveAt(i);
+                    // Out of the waiting list only once admitted: a crash inside Admit must leave the job where
+                    // FailAll finds it, or its caller would wait forever.
                     Admit(job, plan);
+                    _waiting.RemoveAt(i);
                     continue;
                 case AdmissionDecision.Defer:
                     i++;
@@ -239,6 +248,8 @@ internal sealed class Scheduler
 
     private void Admit(InferenceJob job, AdmissionPlan plan)
     {
+        if (_crashOnPrompt is { } marker && job.Request.Prompt?.Contains(marker, StringComparison.Ordinal) == true)
+            throw new InvalidOperationException($"Fault injection (Inference:CrashSchedulerOnPrompt): job {job.Request.JobId} crashes the scheduler.");
         var slot = plan.Target!;
         // The target's cells are arranged (and the source's copied) before evictions, which may include the source.
         slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt), _step);
@@ -327,9 +338,11 @@ internal sealed class Scheduler
     {
         DrainIncoming();
         var n = 0;
+        // Both are interruptions, not the jobs' fault: the caller requeues them for a healthy worker. A job that really
+        // is the cause crashes every worker it reaches, and the queue's delivery limit stops it.
         Exception Error() => crash is null
             ? new OperationCanceledException("The inference engine is stopping.")
-            : new InferenceException(ErrorCodes.EngineError, $"The inference scheduler failed: {crash.Message}");
+            : new OperationCanceledException($"The inference scheduler failed ({crash.GetType().Name}: {crash.Message}); the job was interrupted.");
         foreach (var job in _waiting)
         {
             if (job.Completion.TrySetException(Error())) n++;

@@ -47,6 +47,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private JobConsumer? _consumer;
     private int _inFlight;
     private volatile bool _stopping;
+    private int _halted;
 
     public JobConsumerService(RabbitMqConnection connection, ResultPublisher publisher, IJobHandler handler,
         IOptions<RabbitMqOptions> options, ILogger<JobConsumerService> logger, TimeProvider timeProvider, IHostApplicationLifetime lifetime,
@@ -273,8 +274,11 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
         catch (OperationCanceledException ex)
         {
-            // Interrupted, not wrong (e.g. the engine stopped): another worker may finish it.
+            // Interrupted, not wrong (e.g. the engine stopped): another worker may finish it. Whatever interrupted it would
+            // interrupt the next job too, so stop taking jobs before the nack: otherwise the broker hands the same jobs
+            // straight back and each bounce spends one of their delivery attempts.
             Log.JobInterrupted(_logger, messageId, ex.Message);
+            await HaltAsync().ConfigureAwait(false);
             await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
             return;
         }
@@ -381,6 +385,18 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             await DisposeChannelAsync(channel).ConfigureAwait(false);
         }
         Log.Stopped(_logger, InFlight);
+    }
+
+    /// <summary>
+    /// Stops taking jobs for good (no resubscription) while the host goes on; readiness fails. Deliveries already
+    /// prefetched are nacked as on shutdown, and go to other workers since this one no longer consumes.
+    /// </summary>
+    private async Task HaltAsync()
+    {
+        if (Interlocked.Exchange(ref _halted, 1) != 0) return;
+        _stopping = true;
+        Log.ConsumerHalted(_logger);
+        await CancelConsumerAsync(CancellationToken.None).ConfigureAwait(false);
     }
 
     private async Task CancelConsumerAsync(CancellationToken cancellationToken)

@@ -109,4 +109,7 @@ internal static partial class Log
 
     [LoggerMessage(2054, LogLevel.Warning, "Job {MessageId} was interrupted ({Reason}): nacked with requeue for another worker")]
     public static partial void JobInterrupted(ILogger logger, string? messageId, string reason);
+
+    [LoggerMessage(2055, LogLevel.Error, "Stopped taking jobs: the handler cannot run them now (a job was interrupted); jobs held and prefetched are requeued for other workers")]
+    public static partial void ConsumerHalted(ILogger logger);
 }

@@ -180,24 +180,29 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
     }
 
     [Fact]
-    public async Task Consume_HandlerThrowsOperationCanceled_JobRequeuedAndRedelivered()
+    public async Task Consume_HandlerInterrupted_StopsTakingJobsAndRequeuesThemOnceForAnotherWorker()
     {
         var options = broker.NewOptions("oce");
-        var handler = new TestJobHandler();
-        handler.Behaviour = (job, _) => handler.Received.Count == 1
-            ? throw new OperationCanceledException("the engine gave up")
-            : Task.FromResult(TestJobHandler.Complete(job));
-        await using var worker = await TestWorker.StartAsync(options, output, handler);
+        var stalled = new TestJobHandler();
+        stalled.Behaviour = (_, _) => throw new OperationCanceledException("the engine gave up");
+        await using var first = await TestWorker.StartAsync(options, output, stalled);
 
-        await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-oce"), p => p.MessageId = "job-oce");
-        var result = await broker.GetAsync(options.ResultsQueue);
+        var ids = new[] { "job-oce-1", "job-oce-2", "job-oce-3" };
+        foreach (var id in ids)
+            await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody(id), p => p.MessageId = id);
+        await first.WaitUntilAsync(() => !first.Status.IsConsuming && first.Status.InFlight == 0, "the interrupted worker stops consuming");
 
-        Assert.Equal("job-oce", result.BasicProperties.MessageId);
-        var deliveries = worker.Handler.Received.ToArray();
-        Assert.Equal(2, deliveries.Length);
-        Assert.False(deliveries[0].Redelivered);
-        Assert.True(deliveries[1].Redelivered);
-        Assert.Equal(1, deliveries[1].DeliveryCount);
+        // No bounce: each job reached the stalled worker at most once, and all wait in the queue for another worker.
+        Assert.InRange(stalled.Received.Count, 1, ids.Length);
+        Assert.Equal(stalled.Received.Count, stalled.Received.Select(j => j.MessageId).Distinct().Count());
+        await first.WaitUntilAsync(() => broker.ReadyCountAsync(options.JobsQueue).GetAwaiter().GetResult() == ids.Length, "the jobs are back in the queue");
+
+        await using var second = await TestWorker.StartAsync(options, output);
+        foreach (var _ in ids)
+            await broker.GetAsync(options.ResultsQueue);
+        Assert.Equal(ids.Order(), second.Handler.Received.Select(j => j.MessageId!).Order());
+        Assert.All(second.Handler.Received.Where(j => stalled.Received.Any(s => s.MessageId == j.MessageId)),
+            j => Assert.Equal(1, j.DeliveryCount));
     }
 
     [Fact]

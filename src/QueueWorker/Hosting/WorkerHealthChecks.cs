@@ -23,6 +23,7 @@ public static class WorkerHealthChecks
 
     /// <summary>Check names: the readiness ones are the fields of <c>/readyz</c>'s body.</summary>
     public const string ProcessCheck = "process";
+    public const string EngineCheck = "engine";
     public const string ModelLoadedCheck = "model_loaded";
     public const string BrokerConnectedCheck = "broker_connected";
     public const string ConsumerRunningCheck = "consumer_running";
@@ -35,6 +36,7 @@ public static class WorkerHealthChecks
     {
         builder.Services.AddHealthChecks()
             .AddCheck(ProcessCheck, () => HealthCheckResult.Healthy("the process answers"), [LiveTag])
+            .Add(new HealthCheckRegistration(EngineCheck, sp => new EngineHealthCheck(sp.GetRequiredService<IInferenceEngine>()), HealthStatus.Unhealthy, [LiveTag]))
             .Add(Flag(ModelLoadedCheck, sp => sp.GetRequiredService<IInferenceEngine>().IsReady, "the model is not loaded"))
             .Add(Flag(BrokerConnectedCheck, sp => sp.GetRequiredService<IBrokerStatus>().IsConnected, "RabbitMQ is not connected"))
             .Add(Flag(ConsumerRunningCheck, sp => sp.GetRequiredService<IBrokerStatus>().IsConsuming, "the jobs consumer is not running"));
@@ -100,3 +102,12 @@ public sealed record ReadinessReport(bool ModelLoaded, bool BrokerConnected, boo
 [System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower)]
 [System.Text.Json.Serialization.JsonSerializable(typeof(ReadinessReport))]
 internal sealed partial class HostJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
+
+/// <summary>Liveness fails once the engine has crashed: it can take no more jobs, and only a restart brings it back.</summary>
+internal sealed class EngineHealthCheck(IInferenceEngine engine) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(engine.Fault is { } fault
+            ? HealthCheckResult.Unhealthy($"the inference engine crashed ({fault.GetType().Name}: {fault.Message})")
+            : HealthCheckResult.Healthy("the inference engine has not crashed"));
+}

@@ -25,6 +25,7 @@ public static class WorkerHostingExtensions
         builder.AddJobProcessing();
         builder.Services.AddHostedService<GaugeCollector>();
         builder.Services.AddSingleton<IJobHandler, JobHandler>();
+        builder.Services.AddHostedService<EngineWatchdog>();
 
         builder.Services.AddSingleton<IPostConfigureOptions<RabbitMqOptions>, RabbitMqFromWorker>();
         return builder;
