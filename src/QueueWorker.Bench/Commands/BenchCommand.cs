@@ -233,7 +233,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var console = AnsiConsole.Console;
-        var started = DateTimeOffset.UtcNow;
+        var started = TimeProvider.System.GetUtcNow();
         var clock = Stopwatch.StartNew();
         LlamaNative.Configure(settings.Verbose);
 
