@@ -12,7 +12,8 @@ FROM --platform=$BUILDPLATFORM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 ARG TARGETARCH
 WORKDIR /src
 
-COPY global.json Directory.Build.props Directory.Packages.props appsettings.json ./
+# .editorconfig and BannedSymbols.txt are build inputs: the style rules (and CS1591 off) and the banned APIs.
+COPY global.json .editorconfig Directory.Build.props Directory.Packages.props BannedSymbols.txt appsettings.json ./
 COPY src/ src/
 # Restore and publish in one step (robust to projects being added); the package cache survives
 # between builds in a BuildKit cache mount instead of an image layer.

@@ -105,7 +105,7 @@ public sealed class BenchBroker : IAsyncDisposable
             MessageId = id,
             ContentType = "application/json",
             DeliveryMode = DeliveryModes.Persistent,
-            Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds()),
+            Timestamp = new AmqpTimestamp(TimeProvider.System.GetUtcNow().ToUnixTimeSeconds()),
         };
         await _publish.BasicPublishAsync("", queue, mandatory: true, props, JobSerializer.Serialize(job), cancellationToken);
         return wait;

@@ -41,7 +41,7 @@ public sealed class BenchRunner(
     /// <summary>What a plain <c>qwbench</c> measures: the seed's claims.</summary>
     public static IReadOnlyList<string> DefaultSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
 
-    /// <summary>Every section; <see cref="Worker"/> (issue 3's targets through the real worker and a broker) is opt-in.</summary>
+    /// <summary>Every section; <see cref="Worker"/> (the worker's throughput targets, through the real worker and a broker) is opt-in.</summary>
     public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Worker];
 
     public async Task<IReadOnlyList<SectionResult>> RunAsync(CancellationToken cancellationToken)

@@ -49,7 +49,7 @@ public sealed record BenchReport(
     IReadOnlyList<ClaimVerdict> Claims,
     IReadOnlyList<string> Recommendations)
 {
-    /// <summary>Issue 3's speed targets, when the worker section ran.</summary>
+    /// <summary>The worker's speed targets, when the worker section ran.</summary>
     public IReadOnlyList<TargetResult> Targets { get; init; } = [];
 
     /// <summary>How the worker section ran (null when it did not).</summary>

@@ -4,7 +4,7 @@ using QueueWorker.Contracts;
 
 namespace QueueWorker.Bench;
 
-/// <summary>What the worker benchmark runs (issue 3's targets), written into results.json.</summary>
+/// <summary>What the worker benchmark runs (the worker's throughput targets), written into results.json.</summary>
 /// <param name="WorkerDll">The worker binary, started as <c>dotnet WorkerDll</c>.</param>
 /// <param name="BrokerUri">The broker the workers and the bench share (password redacted in reports).</param>
 /// <param name="Model">The model of the speed measurements (a)–(c).</param>
@@ -35,7 +35,7 @@ public sealed record WorkerBenchPlan(
     int MemoryJobsTotal,
     double TimeoutSeconds = 1800);
 
-/// <summary>One of issue 3's speed targets against this run's measurement.</summary>
+/// <summary>One of the worker's speed targets against this run's measurement.</summary>
 /// <param name="Comparison"><c>&gt;=</c> or <c>&lt;=</c>: how <see cref="Measured"/>'s median must compare with <see cref="Threshold"/>.</param>
 /// <param name="Passed">Null when nothing was measured.</param>
 public sealed record TargetResult(
@@ -66,7 +66,7 @@ public sealed record TargetResult(
 public sealed record WorkerBenchResult(IReadOnlyList<SectionResult> Sections, IReadOnlyList<TargetResult> Targets);
 
 /// <summary>
-/// Issue 3's speed targets, measured through the real worker binary and a real broker, side by side in one run:
+/// The worker's speed targets, measured through the real worker binary and a real broker, side by side in one run:
 /// <list type="bullet">
 /// <item>(a) one job alone through the whole worker (broker in, result out) against LLamaSharp's raw decode loop
 /// (<see cref="BenchContext"/>) on the same model, threads and prompt tokens: prefill and decode tokens/s ≥ 0.9×;</item>

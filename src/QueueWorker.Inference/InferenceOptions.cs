@@ -9,7 +9,7 @@ public sealed class ModelOptions
     /// <summary>GGUF file. Empty: <c>stories260K.gguf</c> is looked for in <c>../shared/models/</c> and <c>./models/</c>.</summary>
     public string? Path { get; set; }
 
-    /// <summary>Memory-map the model file (the seed's <c>use_mmap</c>); off reads it into memory.</summary>
+    /// <summary>Memory-map the model file (llama.cpp's <c>use_mmap</c>); off reads it into memory.</summary>
     public bool UseMmap { get; set; } = true;
 
     /// <summary>Chat template for models without one (a llama.cpp built-in name such as <c>chatml</c>, <c>llama2</c>, <c>zephyr</c>).</summary>
@@ -38,7 +38,7 @@ public sealed class InferenceOptions
     [ConfigRange(0, 1024)]
     public int BatchThreads { get; set; }
 
-    /// <summary>Cores left free when <see cref="Threads"/> is 0 (the seed's <c>cores - 1</c>; on 2 cores it halves throughput).</summary>
+    /// <summary>Cores left free when <see cref="Threads"/> is 0 (0 uses every core; the common <c>cores - 1</c> halves throughput on 2 cores).</summary>
     [ConfigRange(0, 1024)]
     public int ReserveCores { get; set; }
 

@@ -29,7 +29,9 @@ public static class JobMapping
                 MinP = job.MinP ?? defaults.MinP,
                 RepeatPenalty = job.RepeatPenalty ?? defaults.RepeatPenalty,
                 // A job without a seed still gets one, so its result could be reproduced from the log.
+#pragma warning disable RS0030 // Random.Shared: this default seed is one of the two sources of randomness (BannedSymbols.txt).
                 Seed = job.Seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue),
+#pragma warning restore RS0030
             },
         };
     }

@@ -1,6 +1,3 @@
-using System.ComponentModel.DataAnnotations;
-using System.Globalization;
-using System.Reflection;
 using Microsoft.Extensions.Options;
 
 namespace QueueWorker.Inference;

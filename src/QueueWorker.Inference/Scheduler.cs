@@ -1,5 +1,4 @@
 using System.Threading.Channels;
-using LLama;
 using LLama.Native;
 using Microsoft.Extensions.Logging;
 using QueueWorker.Contracts;

@@ -9,7 +9,7 @@ namespace QueueWorker.Messaging;
 
 /// <summary>
 /// Every retry of the broker link, in the worker and in qw, is one of these Polly pipelines. Time comes from the injected
-/// <see cref="TimeProvider"/> and jitter from the injected randomizer (<see cref="RetryStrategyOptions.Randomizer"/>, a value
+/// <see cref="TimeProvider"/> and jitter from the injected randomizer (<see cref="RetryStrategyOptions{TResult}.Randomizer"/>, a value
 /// in [0, 1)), so a test with a fake clock and a fixed randomizer knows every delay in advance. A null randomizer means
 /// <see cref="RetryRandomizer.Shared"/>.
 /// </summary>
@@ -188,13 +188,15 @@ public static class ResiliencePipelines
 }
 
 /// <summary>
-/// The jitter source of every retry pipeline (<see cref="RetryStrategyOptions.Randomizer"/>): a value in [0, 1). Registered
+/// The jitter source of every retry pipeline (<see cref="RetryStrategyOptions{TResult}.Randomizer"/>): a value in [0, 1). Registered
 /// once in DI by <see cref="MessagingExtensions.AddMessaging"/>; a test registers a fixed one first to make the schedule exact.
 /// </summary>
 public sealed class RetryRandomizer(Func<double> next)
 {
+#pragma warning disable RS0030 // Random.Shared: the retry jitter is one of the two sources of randomness (BannedSymbols.txt).
     /// <summary><see cref="Random.Shared"/>: thread-safe, as pipelines shared by concurrent executions need.</summary>
     public static RetryRandomizer Shared { get; } = new(Random.Shared.NextDouble);
+#pragma warning restore RS0030
 
     public Func<double> Next { get; } = next ?? throw new ArgumentNullException(nameof(next));
 }

@@ -1,4 +1,3 @@
-using QueueWorker.Cli;
 using QueueWorker.Cli.Infrastructure;
 
 namespace QueueWorker.Cli.Tests;

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 // The engine tests load models and spin llama.cpp threads: on a 2-core machine running them in parallel only adds noise.

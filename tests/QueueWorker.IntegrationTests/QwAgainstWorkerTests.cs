@@ -3,7 +3,7 @@ using System.Text.Json;
 
 namespace QueueWorker.IntegrationTests;
 
-/// <summary>Issue 5 against the real worker and model: qw submit and qw batch as users run them.</summary>
+/// <summary>qw against the real worker and model: qw submit and qw batch as users run them.</summary>
 [Trait("Category", "Integration")]
 public class QwAgainstWorkerTests(WorkerFixture fixture) : IClassFixture<WorkerFixture>
 {

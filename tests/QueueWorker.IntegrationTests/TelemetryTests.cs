@@ -3,7 +3,7 @@ using System.Text.Json;
 
 namespace QueueWorker.IntegrationTests;
 
-/// <summary>Issue 6: JSON logs that carry the job id, and traces exported by OTLP when an endpoint is configured.</summary>
+/// <summary>JSON logs that carry the job id, and traces exported by OTLP when an endpoint is configured.</summary>
 [Trait("Category", "Integration")]
 public sealed class TelemetryTests : IAsyncLifetime
 {

@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text;
+using QueueWorker.Contracts;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
-using QueueWorker.Contracts;
 
 namespace QueueWorker.IntegrationTests;
 

@@ -2,7 +2,7 @@ using QueueWorker.Contracts;
 
 namespace QueueWorker.IntegrationTests;
 
-/// <summary>Issue 2: jobs in through a real broker, the real stories260K model, results with timings out.</summary>
+/// <summary>Jobs in through a real broker, the real stories260K model, results with timings out.</summary>
 [Trait("Category", "Integration")]
 public class WorkerEndToEndTests(WorkerFixture fixture) : IClassFixture<WorkerFixture>
 {

@@ -195,8 +195,12 @@ public sealed class DeliveryMapperEdgeTests
             var (hasMs, ms, hasCount, count) = headers;
             var properties = new BasicProperties
             {
-                MessageId = messageId, CorrelationId = correlationId, ReplyTo = replyTo,
-                ContentType = contentType, ContentEncoding = contentEncoding, Expiration = expiration,
+                MessageId = messageId,
+                CorrelationId = correlationId,
+                ReplyTo = replyTo,
+                ContentType = contentType,
+                ContentEncoding = contentEncoding,
+                Expiration = expiration,
                 Headers = new Dictionary<string, object?>(),
             };
             if (hasTimestamp) properties.Timestamp = new AmqpTimestamp(seconds);

@@ -1,5 +1,3 @@
-using RabbitMQ.Client;
-
 namespace QueueWorker.Messaging.Tests;
 
 [Collection(RabbitMqCollection.Name)]

@@ -217,7 +217,10 @@ public class JobParserPropertyTests
         {
             var body = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
             {
-                ["id"] = id, ["prompt"] = prompt, ["stop"] = new[] { stop }, ["metadata"] = new Dictionary<string, string> { [meta] = meta },
+                ["id"] = id,
+                ["prompt"] = prompt,
+                ["stop"] = new[] { stop },
+                ["metadata"] = new Dictionary<string, string> { [meta] = meta },
             }, escape ? Escaped : Raw);
             var parsed = JobParser.Parse(body, Limits, FallbackId);
             if (id.Any(char.IsControl) || AmqpShortString.ByteCount(id) > AmqpShortString.MaxBytes)

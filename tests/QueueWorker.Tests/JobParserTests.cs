@@ -210,7 +210,10 @@ public class JobSerializerTests
     {
         var json = JobSerializer.ToJson(new JobResult
         {
-            Id = "j", Status = JobStatus.Completed, Text = "t", FinishReason = FinishReasons.Length,
+            Id = "j",
+            Status = JobStatus.Completed,
+            Text = "t",
+            FinishReason = FinishReasons.Length,
             Usage = new Usage(3, 4, 1),
             Timings = new Timings { PromptMs = 1.5, PromptTokensPerS = 2, FirstTokenMs = 3, GenerationMs = 4, TokensPerS = 5, TotalMs = 6 },
             Worker = new WorkerInfo("w", "m.gguf", 2, 2048, 4, "0.1.0"),

@@ -233,7 +233,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var console = AnsiConsole.Console;
-        var started = DateTimeOffset.UtcNow;
+        var started = TimeProvider.System.GetUtcNow();
         var clock = Stopwatch.StartNew();
         LlamaNative.Configure(settings.Verbose);
 
@@ -316,7 +316,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             });
 
         var backend = BackendInfo.Collect();
-        // A worker-only run judges issue 3's targets, not the seed's claims (the BLAS verdict needs no measurement at all).
+        // A worker-only run judges the worker's targets, not the seed's claims (the BLAS verdict needs no measurement at all).
         var seedRun = plan.Sections.Any(BenchRunner.DefaultSections.Contains);
         var report = new BenchReport(
             "qwbench",
@@ -372,7 +372,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         return 0;
     }
 
-    /// <summary>Issue 3's shapes: 8 jobs of ~60 + 48 tokens, a ~150-token shared instruction, the bench's job shape for one job alone.</summary>
+    /// <summary>The job shapes the worker's targets are stated for: 8 jobs of ~60 + 48 tokens, a ~150-token shared instruction, the bench's job shape for one job alone.</summary>
     private static WorkerBenchPlan WorkerPlan(Settings settings, BenchPlan plan, string mainModel)
     {
         var configuration = new ConfigurationBuilder()

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using Polly;
 using QueueWorker.Cli.Infrastructure;
 using QueueWorker.Cli.Running;
 using QueueWorker.Contracts;

@@ -1,5 +1,5 @@
-using QueueWorker.Contracts;
 using System.ComponentModel.DataAnnotations;
+using QueueWorker.Contracts;
 
 namespace QueueWorker.Hosting;
 

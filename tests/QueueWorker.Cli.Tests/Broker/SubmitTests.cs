@@ -1,4 +1,3 @@
-using System.Text.Json;
 using QueueWorker.Contracts;
 
 namespace QueueWorker.Cli.Tests.Broker;

@@ -20,7 +20,7 @@ public sealed class BadInputFixture : WorkerFixture
 }
 
 /// <summary>
-/// Issue 4, bad input through the real worker: every bad job gets exactly one failed result with a stable code and a
+/// Bad input through the real worker: every bad job gets exactly one failed result with a stable code and a
 /// message naming the field and the rule, to its reply_to when it has one, is acked, and the worker keeps serving.
 /// </summary>
 [Collection(ReliabilityCollection.Name)]

@@ -5,7 +5,7 @@ using System.Text.RegularExpressions;
 namespace QueueWorker.IntegrationTests.Reliability;
 
 /// <summary>
-/// Issue 4: the broker configuration shipped in ops/rabbitmq/rabbitmq.conf fits the worker's defaults in appsettings.json
+/// The broker configuration shipped in ops/rabbitmq/rabbitmq.conf fits the worker's defaults in appsettings.json
 /// (FACTS.md: RabbitMQ 3.10's consumer timeout is global; RabbitMQ.Client 7.x drops the connection on bodies over 64 MiB).
 /// </summary>
 [Trait("Category", "Unit")]

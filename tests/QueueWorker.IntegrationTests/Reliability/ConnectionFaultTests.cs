@@ -3,7 +3,7 @@ using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;
 
-/// <summary>Issue 4: the broker link breaks under a running worker (the broker closes its connection), or could starve under CPU load (heartbeats).</summary>
+/// <summary>The broker link breaks under a running worker (the broker closes its connection), or could starve under CPU load (heartbeats).</summary>
 [Collection(ReliabilityCollection.Name)]
 [Trait("Category", "Integration")]
 public sealed class ConnectionFaultTests(ITestOutputHelper output)

@@ -1,10 +1,9 @@
 using System.Diagnostics;
-using System.Text.Json;
 using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;
 
-/// <summary>Issue 4: a worker killed outright (SIGKILL: no shutdown code runs) loses nothing; a job that kills every worker ends in the DLQ.</summary>
+/// <summary>A worker killed outright (SIGKILL: no shutdown code runs) loses nothing; a job that kills every worker ends in the DLQ.</summary>
 [Collection(ReliabilityCollection.Name)]
 [Trait("Category", "Integration")]
 public sealed class CrashTests(ITestOutputHelper output)

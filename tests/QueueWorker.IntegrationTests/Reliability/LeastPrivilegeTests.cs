@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace QueueWorker.IntegrationTests.Reliability;
 
 /// <summary>
-/// Issue 4, least privilege: the worker runs as its own broker user that may read the jobs queue and write results only.
+/// Least privilege: the worker runs as its own broker user that may read the jobs queue and write results only.
 /// The users are temporary (created with rabbitmqctl, deleted at the end) and get the permission regexes of
 /// ops/rabbitmq/definitions.json (copied here, applied to this test's unique queue names, as apply-users.sh does).
 /// </summary>

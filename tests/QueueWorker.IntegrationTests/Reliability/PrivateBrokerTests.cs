@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.RegularExpressions;
 using QueueWorker.Contracts;
 using RabbitMQ.Client;
-using RabbitMQ.Client.Exceptions;
 using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;

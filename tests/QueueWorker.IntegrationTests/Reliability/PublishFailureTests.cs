@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;
 
-/// <summary>Issue 4: a result the broker will not confirm is retried with backoff; the job is nacked with requeue, never acked without a result.</summary>
+/// <summary>A result the broker will not confirm is retried with backoff; the job is nacked with requeue, never acked without a result.</summary>
 [Collection(ReliabilityCollection.Name)]
 [Trait("Category", "Integration")]
 public sealed class PublishFailureTests(ITestOutputHelper output)

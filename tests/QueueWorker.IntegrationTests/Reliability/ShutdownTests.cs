@@ -3,7 +3,7 @@ using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;
 
-/// <summary>Issue 4: SIGTERM stops taking jobs, finishes or requeues the ones in flight within RabbitMq:ShutdownGraceSeconds, exits 0; nothing is lost.</summary>
+/// <summary>SIGTERM stops taking jobs, finishes or requeues the ones in flight within RabbitMq:ShutdownGraceSeconds, exits 0; nothing is lost.</summary>
 [Collection(ReliabilityCollection.Name)]
 [Trait("Category", "Integration")]
 public sealed class ShutdownTests(ITestOutputHelper output)

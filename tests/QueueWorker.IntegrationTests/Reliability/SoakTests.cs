@@ -3,7 +3,7 @@ using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;
 
-/// <summary>Issue 4, soak: 2000 small jobs through one worker: none lost, none doubled, memory flat.</summary>
+/// <summary>Soak: 2000 small jobs through one worker: none lost, none doubled, memory flat.</summary>
 [Collection(ReliabilityCollection.Name)]
 [Trait("Category", "Integration")]
 public sealed class SoakTests(ITestOutputHelper output)
