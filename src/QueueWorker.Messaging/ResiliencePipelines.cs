@@ -77,7 +77,26 @@ public static class ResiliencePipelines
     /// (<see cref="SupervisorDelay"/>). A queue that exists with other settings (<see cref="TopologyMismatchException"/>)
     /// is not retried: the caller stops the worker.
     /// </summary>
-    public static ResiliencePipeline CreateTopology(TimeProvider timeProvider, ILogger logger, Func<double>? randomizer = null)
+    public static ResiliencePipeline CreateTopology(TimeProvider timeProvider, ILogger logger, Func<double>? randomizer = null) =>
+        CreateSupervised(timeProvider, randomizer,
+            // Includes the client's own timeouts (TaskCanceledException): only the host's stop ends the retries.
+            (ex, context) => ex is not TopologyMismatchException && IsFailureButNotStop(ex, context),
+            (ex, delay) => Log.TopologyFailed(logger, Describe(ex), delay.TotalMilliseconds));
+
+    /// <summary>
+    /// Subscribing the consumer (a new channel, its prefetch, <c>basic.consume</c>): retried until it works or the host
+    /// stops, with the same schedule as <see cref="CreateTopology"/>. Each execution starts the schedule again, so a
+    /// subscription that worked resets the backoff.
+    /// </summary>
+    public static ResiliencePipeline CreateSubscribe(TimeProvider timeProvider, ILogger logger, string queue, Func<double>? randomizer = null) =>
+        CreateSupervised(timeProvider, randomizer,
+            // Includes the client's own RPC timeouts (TaskCanceledException), which must not end the service.
+            IsFailureButNotStop,
+            (ex, delay) => Log.SubscribeFailed(logger, queue, Describe(ex), delay.TotalMilliseconds));
+
+    /// <summary>The supervisor schedule shared by topology and subscription: forever, <see cref="SupervisorDelay"/> apart.</summary>
+    private static ResiliencePipeline CreateSupervised(TimeProvider timeProvider, Func<double>? randomizer,
+        Func<Exception?, ResilienceContext, bool> shouldRetry, Action<Exception?, TimeSpan> onRetry)
     {
         var random = randomizer ?? RetryRandomizer.Shared.Next;
         return new ResiliencePipelineBuilder { TimeProvider = timeProvider }
@@ -88,38 +107,10 @@ public static class ResiliencePipelines
                 BackoffType = DelayBackoffType.Constant,
                 Randomizer = random,
                 DelayGenerator = args => ValueTask.FromResult<TimeSpan?>(SupervisorDelay(args.AttemptNumber, random)),
-                // Includes the client's own timeouts (TaskCanceledException): only the host's stop ends the retries.
-                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is not TopologyMismatchException
-                    && IsFailureButNotStop(args.Outcome.Exception, args.Context)),
+                ShouldHandle = args => ValueTask.FromResult(shouldRetry(args.Outcome.Exception, args.Context)),
                 OnRetry = args =>
                 {
-                    Log.TopologyFailed(logger, Describe(args.Outcome.Exception), args.RetryDelay.TotalMilliseconds);
-                    return default;
-                },
-            })
-            .Build();
-    }
-
-    /// <summary>
-    /// Subscribing the consumer (a new channel, its prefetch, <c>basic.consume</c>): retried until it works or the host
-    /// stops, with the same schedule as <see cref="CreateTopology"/>. Each execution starts the schedule again, so a
-    /// subscription that worked resets the backoff.
-    /// </summary>
-    public static ResiliencePipeline CreateSubscribe(TimeProvider timeProvider, ILogger logger, string queue, Func<double>? randomizer = null)
-    {
-        var random = randomizer ?? RetryRandomizer.Shared.Next;
-        return new ResiliencePipelineBuilder { TimeProvider = timeProvider }
-            .AddRetry(new RetryStrategyOptions
-            {
-                MaxRetryAttempts = int.MaxValue,
-                BackoffType = DelayBackoffType.Constant,
-                Randomizer = random,
-                DelayGenerator = args => ValueTask.FromResult<TimeSpan?>(SupervisorDelay(args.AttemptNumber, random)),
-                // Includes the client's own RPC timeouts (TaskCanceledException), which must not end the service.
-                ShouldHandle = args => ValueTask.FromResult(IsFailureButNotStop(args.Outcome.Exception, args.Context)),
-                OnRetry = args =>
-                {
-                    Log.SubscribeFailed(logger, queue, Describe(args.Outcome.Exception), args.RetryDelay.TotalMilliseconds);
+                    onRetry(args.Outcome.Exception, args.RetryDelay);
                     return default;
                 },
             })
