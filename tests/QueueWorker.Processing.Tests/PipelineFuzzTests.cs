@@ -262,7 +262,27 @@ public sealed class PipelineFuzzTests(ITestOutputHelper output)
             Assert.True(AmqpShortString.Fits(shortstr), $"shortstr {shortstr} does not fit");
             Assert.InRange(Encoding.UTF8.GetByteCount(shortstr), 0, 255);
         }
+        // And RabbitMQ.Client's own encoder writes them (it throws on a shortstr over 255 bytes).
+        Assert.True(Encode(properties) > 0);
         return result;
+    }
+
+    /// <summary>The content header's properties as the client writes them into a frame; its byte count.</summary>
+    private static int Encode(BasicProperties properties)
+    {
+        IAmqpWriteable writeable = properties;
+        var buffer = new byte[writeable.GetRequiredBufferSize()];
+        return writeable.WriteTo(buffer);
+    }
+
+    [Fact]
+    public void ClientEncoder_ShortstrOver255Bytes_Throws()
+    {
+        // The encoder check above means something: the client refuses what AmqpShortString.Fits refuses.
+        Assert.True(Encode(new BasicProperties { MessageId = new string('a', 255) }) > 255);
+        Assert.ThrowsAny<Exception>(() => Encode(new BasicProperties { MessageId = new string('a', 256) }));
+        Assert.ThrowsAny<Exception>(() => Encode(new BasicProperties { CorrelationId = string.Concat(Enumerable.Repeat("€", 86)) }));
+        Assert.False(AmqpShortString.Fits(string.Concat(Enumerable.Repeat("€", 86))));
     }
 
     /// <summary>The rule <c>DeliveryMapper</c> applies to <c>correlation_id</c>: empty or not a publishable shortstr = absent.</summary>
