@@ -112,12 +112,17 @@ public sealed class EngineStats
     private int _busySlots;
     private int _kvCellsInUse;
     private int _waiting;
+    private long _steps;
 
     public int BusySlots => Volatile.Read(ref _busySlots);
+
+    /// <summary>Scheduler steps begun (each is one <c>llama_decode</c>): a count that stops moving while jobs wait means a hung engine.</summary>
+    public long Steps => Volatile.Read(ref _steps);
     public int KvCellsInUse => Volatile.Read(ref _kvCellsInUse);
     public int WaitingJobs => Volatile.Read(ref _waiting);
 
     public void SetBusySlots(int value) => Volatile.Write(ref _busySlots, value);
     public void SetKvCellsInUse(int value) => Volatile.Write(ref _kvCellsInUse, value);
     public void SetWaitingJobs(int value) => Volatile.Write(ref _waiting, value);
+    public void SetSteps(long value) => Volatile.Write(ref _steps, value);
 }

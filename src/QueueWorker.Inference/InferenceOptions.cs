@@ -31,6 +31,17 @@ public sealed class InferenceOptions
     /// </summary>
     public string? CrashSchedulerOnPrompt { get; set; }
 
+    /// <summary>Test-only fault injection: a job whose prompt contains this text hangs the scheduler until the engine stops.</summary>
+    public string? StallSchedulerOnPrompt { get; set; }
+
+    /// <summary>
+    /// Seconds without a scheduler step while jobs wait or run before the worker counts its engine as hung: liveness
+    /// fails and the process exits (code 4) so it is restarted. 0 turns the check off. Keep it above the longest single
+    /// decode (a full prompt batch of the largest model).
+    /// </summary>
+    [ConfigRange(0, 86_400)]
+    public int StallSeconds { get; set; } = 300;
+
     [ConfigRange(0, 1024)]
     public int Threads { get; set; }
 

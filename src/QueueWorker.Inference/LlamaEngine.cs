@@ -104,7 +104,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 Log.ChatFormatChosen(_logger, format.Description);
 
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
-                    _logger, _time, Stats, _options.CrashSchedulerOnPrompt);
+                    _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt);
                 _running = new Running(weights, context, new PromptRenderer(model, format), scheduler);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);
@@ -141,8 +141,25 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         }
     }
 
-    /// <summary>Same as <see cref="StopAsync"/>; safe to call more than once (DI disposes the singleton under both its registrations).</summary>
-    public ValueTask DisposeAsync() => new(StopAsync(CancellationToken.None));
+    /// <summary>
+    /// Same as <see cref="StopAsync"/>, bounded: a scheduler hung inside llama.cpp never leaves the context, and the
+    /// process must still exit (its native memory goes with it). Safe to call more than once (DI disposes the singleton
+    /// under both its registrations).
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        using var bound = new CancellationTokenSource(DisposeTimeout, _time);
+        try
+        {
+            await StopAsync(bound.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (bound.IsCancellationRequested)
+        {
+            Log.DisposeAbandoned(_logger, DisposeTimeout.TotalSeconds);
+        }
+    }
+
+    private static readonly TimeSpan DisposeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Prompt tokens <paramref name="request"/> renders to (BOS included), e.g. to size a job before sending it.</summary>
     public int CountPromptTokens(GenerationRequest request) => RunningOrThrow().Renderer.Render(request).Length;

@@ -62,4 +62,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1015, Level = LogLevel.Debug, Message = "Decode returned NoKvSlot; evicted {Slots} idle prefix caches and retried")]
     public static partial void EvictedForRetry(ILogger logger, int slots);
+
+    [LoggerMessage(EventId = 1018, Level = LogLevel.Warning, Message = "Fault injection (Inference:StallSchedulerOnPrompt): job {JobId} hangs the scheduler until the engine stops")]
+    public static partial void FaultInjectionStall(ILogger logger, string jobId);
+
+    [LoggerMessage(EventId = 1019, Level = LogLevel.Error, Message = "The scheduler did not stop within {Seconds} s (hung in llama.cpp?): leaving the model and context to the process exit")]
+    public static partial void DisposeAbandoned(ILogger logger, double seconds);
 }

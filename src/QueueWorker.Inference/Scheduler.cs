@@ -32,14 +32,16 @@ internal sealed class Scheduler
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
     private readonly string? _crashOnPrompt;
+    private readonly string? _stallOnPrompt;
     private byte[] _pieceBuffer = new byte[64];
     private volatile Exception? _fault;
     private int _queued;
     private long _step;
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
-        ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null)
+        ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null)
     {
+        _stallOnPrompt = string.IsNullOrEmpty(stallOnPrompt) ? null : stallOnPrompt;
         _crashOnPrompt = string.IsNullOrEmpty(crashOnPrompt) ? null : crashOnPrompt;
         _ctx = ctx;
         _model = model;
@@ -144,6 +146,7 @@ internal sealed class Scheduler
     private void Step()
     {
         _step++;
+        _stats.SetSteps(_step);
         ExpireAndCancel();
         AdmitWaiting();
 
@@ -249,6 +252,12 @@ internal sealed class Scheduler
     {
         if (_crashOnPrompt is { } marker && job.Request.Prompt?.Contains(marker, StringComparison.Ordinal) == true)
             throw new InvalidOperationException($"Fault injection (Inference:CrashSchedulerOnPrompt): job {job.Request.JobId} crashes the scheduler.");
+        if (_stallOnPrompt is { } stall && job.Request.Prompt?.Contains(stall, StringComparison.Ordinal) == true)
+        {
+            // A hung decode, as far as anyone outside can tell: no step completes until the engine is stopped.
+            Log.FaultInjectionStall(_logger, job.Request.JobId);
+            _stopping.Token.WaitHandle.WaitOne();
+        }
         var slot = plan.Target!;
         // The target's cells are arranged (and the source's copied) before evictions, which may include the source.
         slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt), _step);

@@ -42,6 +42,13 @@ public sealed class RabbitMqOptions
     [ConfigRange(1, 100)]
     public int PublishRetries { get; set; } = 6;
 
+    /// <summary>
+    /// Seconds the broker link may stay lost (after it was once up) before the worker gives up on recovery: liveness
+    /// fails and the process exits (code 5) so a fresh one connects, perhaps to another node. 0 waits forever.
+    /// </summary>
+    [ConfigRange(0, 86_400)]
+    public int MaxRecoverySeconds { get; set; } = 300;
+
     /// <summary>How long shutdown waits for jobs in flight before requeueing them.</summary>
     [ConfigRange(0, 3600)]
     public int ShutdownGraceSeconds { get; set; } = 30;

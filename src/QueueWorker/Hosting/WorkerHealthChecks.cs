@@ -24,6 +24,7 @@ public static class WorkerHealthChecks
     /// <summary>Check names: the readiness ones are the fields of <c>/readyz</c>'s body.</summary>
     public const string ProcessCheck = "process";
     public const string EngineCheck = "engine";
+    public const string WatchdogCheck = "watchdog";
     public const string ModelLoadedCheck = "model_loaded";
     public const string BrokerConnectedCheck = "broker_connected";
     public const string ConsumerRunningCheck = "consumer_running";
@@ -37,6 +38,7 @@ public static class WorkerHealthChecks
         builder.Services.AddHealthChecks()
             .AddCheck(ProcessCheck, () => HealthCheckResult.Healthy("the process answers"), [LiveTag])
             .Add(new HealthCheckRegistration(EngineCheck, sp => new EngineHealthCheck(sp.GetRequiredService<IInferenceEngine>()), HealthStatus.Unhealthy, [LiveTag]))
+            .Add(new HealthCheckRegistration(WatchdogCheck, sp => new WatchdogHealthCheck(sp.GetRequiredService<WorkerWatchdog>()), HealthStatus.Unhealthy, [LiveTag]))
             .Add(Flag(ModelLoadedCheck, sp => sp.GetRequiredService<IInferenceEngine>().IsReady, "the model is not loaded"))
             .Add(Flag(BrokerConnectedCheck, sp => sp.GetRequiredService<IBrokerStatus>().IsConnected, "RabbitMQ is not connected"))
             .Add(Flag(ConsumerRunningCheck, sp => sp.GetRequiredService<IBrokerStatus>().IsConsuming, "the jobs consumer is not running"));
@@ -110,4 +112,13 @@ internal sealed class EngineHealthCheck(IInferenceEngine engine) : IHealthCheck
         Task.FromResult(engine.Fault is { } fault
             ? HealthCheckResult.Unhealthy($"the inference engine crashed ({fault.GetType().Name}: {fault.Message})")
             : HealthCheckResult.Healthy("the inference engine has not crashed"));
+}
+
+/// <summary>Liveness fails once the watchdog has seen a condition only a restart cures (a hung engine, a broker lost too long).</summary>
+internal sealed class WatchdogHealthCheck(WorkerWatchdog watchdog) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(watchdog.Verdict is { } verdict
+            ? HealthCheckResult.Unhealthy(verdict)
+            : HealthCheckResult.Healthy("no stall, no lost broker link"));
 }

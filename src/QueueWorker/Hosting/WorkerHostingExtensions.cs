@@ -25,7 +25,8 @@ public static class WorkerHostingExtensions
         builder.AddJobProcessing();
         builder.Services.AddHostedService<GaugeCollector>();
         builder.Services.AddSingleton<IJobHandler, JobHandler>();
-        builder.Services.AddHostedService<EngineWatchdog>();
+        builder.Services.AddSingleton<WorkerWatchdog>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerWatchdog>());
 
         builder.Services.AddSingleton<IPostConfigureOptions<RabbitMqOptions>, RabbitMqFromWorker>();
         return builder;

@@ -12,6 +12,7 @@ namespace QueueWorker.IntegrationTests.Reliability;
 public sealed class EngineCrashTests(ITestOutputHelper output)
 {
     private const string Marker = "CRASH-THE-SCHEDULER";
+    private const string StallMarker = "HANG-THE-SCHEDULER";
 
     [Fact]
     public async Task SchedulerCrash_WorkerExitsNonZeroAndHeldJobsAreRequeuedNotFailed()
@@ -29,7 +30,7 @@ public sealed class EngineCrashTests(ITestOutputHelper output)
         var code = await crashing.WaitForExitAsync(TimeSpan.FromSeconds(120));
         h.Log($"the crashing worker exited with {code}");
         Assert.Equal(3, code);
-        Assert.Contains("The inference engine crashed", crashing.Output);
+        Assert.Contains("the inference engine crashed", crashing.Output);
         // Nothing it held was answered with an error it did not cause.
         Assert.DoesNotContain(h.JobResults, r => r.Result.Status == "failed");
 
@@ -45,6 +46,43 @@ public sealed class EngineCrashTests(ITestOutputHelper output)
             output.WriteLine("--- crashing worker ---\n" + crashing.Output + "\n--- healthy worker ---\n" + healthy.Output);
         }
         h.AssertEveryJobCompletedOnce(all, "scheduler crash");
+        Assert.Equal(0u, await h.Broker.MessageCountAsync(h.DeadLetterQueue));
+    }
+
+    [Fact]
+    public async Task SchedulerStalls_WorkerExitsWithCode4AndHeldJobsAreDoneByTheNextWorker()
+    {
+        await using var h = await ReliabilityHarness.CreateAsync(output);
+        h.Settings["Inference:Slots"] = "4";
+        h.Settings["RabbitMq:ShutdownGraceSeconds"] = "2";
+        var hung = await h.StartWorkerAsync(new Dictionary<string, string>
+        {
+            ["Inference:StallSchedulerOnPrompt"] = StallMarker,
+            ["Inference:StallSeconds"] = "3",
+        });
+
+        var ids = await h.PublishJobsAsync(2, maxTokens: 400, prefix: "waiting");
+        var stallId = "stall-" + Guid.NewGuid().ToString("N")[..8];
+        await h.Broker.PublishAsync(h.JobsQueue, ReliabilityHarness.JobJson(stallId, maxTokens: 4, prompt: "Once upon a time " + StallMarker),
+            p => p.MessageId = stallId);
+
+        var code = await hung.WaitForExitAsync(TimeSpan.FromSeconds(120));
+        h.Log($"the hung worker exited with {code}");
+        Assert.Equal(4, code);
+        Assert.Contains("made no progress", hung.Output);
+
+        var healthy = await h.StartWorkerAsync();
+        var all = ids.Append(stallId).ToList();
+        try
+        {
+            await h.Results.WaitForIdsAsync(all, TimeSpan.FromMinutes(5));
+        }
+        finally
+        {
+            output.WriteLine("--- hung worker ---\n" + hung.Output + "\n--- healthy worker ---\n" + healthy.Output);
+        }
+        var ledger = h.AssertEveryJobCompletedOnce(all, "scheduler stall");
+        h.Log(ledger.ToString());
         Assert.Equal(0u, await h.Broker.MessageCountAsync(h.DeadLetterQueue));
     }
 }
