@@ -53,6 +53,29 @@ public sealed class PrivateBrokerTests(PrivateRabbitNode broker, ITestOutputHelp
     }
 
     [Fact]
+    public async Task BrokerDownLongerThanMaxRecovery_WorkerExitsWithCode5()
+    {
+        await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl);
+        h.Settings["RabbitMq:MaxRecoverySeconds"] = "3";
+        var worker = await h.StartWorkerAsync();
+
+        await broker.Ctl.RunAsync("stop_app");
+        int code;
+        try
+        {
+            var stoppedAt = Stopwatch.StartNew();
+            code = await worker.WaitForExitAsync(TimeSpan.FromSeconds(120));
+            h.Log($"the worker exited with {code} {stoppedAt.Elapsed.TotalSeconds:F1} s after stop_app");
+        }
+        finally
+        {
+            await broker.Ctl.RunAsync("start_app");
+        }
+        Assert.Equal(5, code);
+        Assert.Contains("the broker connection has been lost", worker.Output);
+    }
+
+    [Fact]
     public async Task ConsumerTimeout_BrokerClosesChannel_WorkerReopensItAndJobCompletes()
     {
         await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl);
