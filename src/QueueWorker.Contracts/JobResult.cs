@@ -32,6 +32,8 @@ public sealed record JobResult
     public Timings? Timings { get; init; }
     public WorkerInfo? Worker { get; init; }
     public JsonElement? Metadata { get; init; }
+    /// <summary>What the producer should know that did not fail the job (e.g. a <c>reply_to</c> not honoured); omitted when null.</summary>
+    public IReadOnlyList<string>? Warnings { get; init; }
 
     public static JobResult Failed(string id, JobError error, WorkerInfo? worker = null, JsonElement? metadata = null, Timings? timings = null) =>
         new() { Id = id, Status = JobStatus.Failed, Error = error, Worker = worker, Metadata = metadata, Timings = timings };

@@ -15,6 +15,12 @@ public sealed class ModelOptions
     /// <summary>Chat template for models without one (a llama.cpp built-in name such as <c>chatml</c>, <c>llama2</c>, <c>zephyr</c>).</summary>
     public string? ChatTemplate { get; set; }
 
+    /// <summary>
+    /// Tokenize a raw <c>prompt</c> with special tokens parsed, so text such as <c>&lt;/s&gt;</c> or <c>&lt;|im_end|&gt;</c>
+    /// becomes the control token. Off (the default): a prompt's text is only ever text. Chat messages are never parsed.
+    /// </summary>
+    public bool ParseSpecialInPrompt { get; set; }
+
     /// <summary>When <see cref="Path"/> is empty and the default model is nowhere on disk, download it (SHA-256 checked) into <c>./models/</c>.</summary>
     public bool DownloadDefault { get; set; } = true;
 }

@@ -21,8 +21,8 @@ public enum ChatFormatKind
 public sealed record ChatFormat(ChatFormatKind Kind, string? Template, string Description);
 
 /// <summary>
-/// Turns a request into prompt tokens. Raw prompts are tokenized with special tokens parsed (the producer owns the
-/// whole prompt). Chat messages are rendered with a template, and only the template's scaffolding may produce
+/// Turns a request into prompt tokens. Raw prompts are tokenized with special tokens off unless
+/// <c>Model:ParseSpecialInPrompt</c> is on (then text such as "&lt;/s&gt;" in a prompt becomes the control token). Chat messages are rendered with a template, and only the template's scaffolding may produce
 /// control tokens: message content is tokenized with special tokens off, so a user writing "&lt;/s&gt;" or
 /// "&lt;|im_end|&gt;" gets those characters, never the control token.
 /// </summary>
@@ -31,14 +31,18 @@ internal sealed class PromptRenderer
     private readonly SafeLlamaModelHandle _model;
     private readonly SafeLlamaModelHandle.Vocabulary _vocab;
 
-    public PromptRenderer(SafeLlamaModelHandle model, ChatFormat format)
+    public PromptRenderer(SafeLlamaModelHandle model, ChatFormat format, bool parseSpecialInPrompt = false)
     {
         _model = model;
         _vocab = model.Vocab;
         Format = format;
+        ParseSpecialInPrompt = parseSpecialInPrompt;
     }
 
     public ChatFormat Format { get; }
+
+    /// <summary><c>Model:ParseSpecialInPrompt</c>: a raw prompt's special-token text becomes control tokens.</summary>
+    public bool ParseSpecialInPrompt { get; }
 
     /// <summary>
     /// Picks the chat format: the model's own template when llama.cpp can apply it, else <c>Model:ChatTemplate</c>,
@@ -87,7 +91,7 @@ internal sealed class PromptRenderer
     {
         if (request.Prompt is not null && request.Messages is not null)
             throw new ArgumentException("Give either Prompt or Messages, not both.", nameof(request));
-        if (request.Prompt is not null) return Tokenize(request.Prompt, _vocab.ShouldAddBOS, special: true);
+        if (request.Prompt is not null) return Tokenize(request.Prompt, _vocab.ShouldAddBOS, special: ParseSpecialInPrompt);
         if (request.Messages is null || request.Messages.Count == 0)
             throw new ArgumentException("Give a Prompt or at least one message.", nameof(request));
         return RenderChat(request.Messages);

@@ -112,4 +112,7 @@ internal static partial class Log
 
     [LoggerMessage(2055, LogLevel.Error, "Stopped taking jobs: the handler cannot run them now (a job was interrupted); jobs held and prefetched are requeued for other workers")]
     public static partial void ConsumerHalted(ILogger logger);
+
+    [LoggerMessage(2056, LogLevel.Warning, "reply_to '{ReplyTo}' of result {ResultId} is not allowed (RabbitMq:ReplyToPattern; server-named queues always are): publishing it to the results queue '{ResultsQueue}' with a warning")]
+    public static partial void ReplyToNotAllowed(ILogger logger, string replyTo, string resultId, string resultsQueue);
 }

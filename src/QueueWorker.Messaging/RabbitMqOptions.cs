@@ -53,6 +53,14 @@ public sealed class RabbitMqOptions
     [ConfigRange(0, 3600)]
     public int ShutdownGraceSeconds { get; set; } = 30;
 
+    /// <summary>
+    /// Named reply queues a job's <c>reply_to</c> may name: a .NET regular expression matched against the whole name
+    /// (anchored at both ends). Empty (the default) = none: only server-named queues (<c>amq.gen-…</c>, the direct reply-to
+    /// <c>amq.rabbitmq.reply-to</c>) are honoured; any other <c>reply_to</c> gets its result on <see cref="ResultsQueue"/>
+    /// with a warning. See <see cref="ReplyToPolicy"/>.
+    /// </summary>
+    public string? ReplyToPattern { get; set; }
+
     /// <summary>Connection name shown by the broker (<c>rabbitmqctl list_connections client_properties</c>); empty = <c>queueworker@{machine}:{pid}</c>. The host sets it to the worker id.</summary>
     [MaxLength(255)]
     public string? ClientName { get; set; }

@@ -34,6 +34,9 @@ public sealed class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
                 if (!string.IsNullOrWhiteSpace(queues[i].Value) && string.Equals(queues[i].Value, queues[j].Value, StringComparison.Ordinal))
                     errors.Add($"{queues[j].Key} '{queues[j].Value}' must differ from {queues[i].Key}.");
 
+        if (!ReplyToPolicy.TryCompile(options.ReplyToPattern, out _, out var patternError))
+            errors.Add(patternError);
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 

@@ -12,8 +12,10 @@ namespace QueueWorker.Messaging;
 /// Publishes results with publisher confirms: <see cref="PublishAsync"/> completes only once the broker has confirmed
 /// the message (so the job may then be acked), retrying transient failures with backoff (<see cref="ResiliencePipelines.CreatePublish"/>).
 /// <para>
-/// Routing: to the job's <c>reply_to</c> through the default exchange when set (also the direct reply-to pseudo-queue
-/// <c>amq.rabbitmq.reply-to</c>), else to <c>RabbitMq:ResultsQueue</c>. Messages are mandatory: when the broker returns a
+/// Routing: to the job's <c>reply_to</c> through the default exchange when set and allowed by <see cref="ReplyToPolicy"/>
+/// (server-named queues, the direct reply-to pseudo-queue <c>amq.rabbitmq.reply-to</c>, names matching
+/// <c>RabbitMq:ReplyToPattern</c>), else to <c>RabbitMq:ResultsQueue</c>; a result whose <c>reply_to</c> was refused carries a
+/// warning saying so. Messages are mandatory: when the broker returns a
 /// result because the <c>reply_to</c> queue no longer exists, the producer is gone and retrying cannot help, so the result
 /// goes to the results queue instead (logged), keeping the promise that every job ends with a result somewhere. A result
 /// the results queue itself cannot take (it does not exist) fails the publish: the job is nacked and requeued.
@@ -31,6 +33,7 @@ public sealed class ResultPublisher : IAsyncDisposable
     private readonly ILogger<ResultPublisher> _logger;
     private readonly TimeProvider _timeProvider;
     private readonly ResiliencePipeline _pipeline;
+    private readonly ReplyToPolicy _replyTo;
     // One publish at a time on the confirm channel: results are few (one per generation), and it keeps the
     // channel's confirm bookkeeping simple; each attempt's wait is bounded by the pipeline's timeout.
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -43,12 +46,23 @@ public sealed class ResultPublisher : IAsyncDisposable
         _options = options.Value;
         _logger = logger;
         _timeProvider = timeProvider;
+        _replyTo = new ReplyToPolicy(_options);
         _pipeline = ResiliencePipelines.CreatePublish(_options.PublishRetries, timeProvider, logger, randomizer: randomizer.Next);
     }
 
     /// <summary>Publishes <paramref name="result"/> for <paramref name="job"/> and waits for the broker's confirm. Returns the queue it went to.</summary>
     public async Task<string> PublishAsync(JobResult result, IncomingJob job, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(job);
+        if (job.ReplyTo is { Length: > 0 } refused && !_replyTo.IsAllowed(refused))
+        {
+            Log.ReplyToNotAllowed(_logger, refused, result.Id, _options.ResultsQueue);
+            result = result with { Warnings = [.. result.Warnings ?? [], ReplyToPolicy.Warning(refused)] };
+            var refusedBody = JobSerializer.Serialize(result);
+            await PublishToAsync(_options.ResultsQueue, result.Id, job.CorrelationId, persistent: true, refusedBody, cancellationToken).ConfigureAwait(false);
+            return _options.ResultsQueue;
+        }
         var body = JobSerializer.Serialize(result);
         if (job.ReplyTo is not { Length: > 0 } replyTo)
         {

@@ -67,6 +67,19 @@ public class WorkerEndToEndTests(WorkerFixture fixture) : IClassFixture<WorkerFi
     }
 
     [Fact]
+    public async Task Job_WithReplyToNotAllowed_LandsInResultsQueueWithWarning()
+    {
+        var id = NewId();
+        var other = fixture.ReplyQueue + ".other-tenant";
+        await fixture.Broker.PublishAsync(fixture.JobsQueue, $$"""{"id":"{{id}}","prompt":"Once upon a time","max_tokens":4,"temperature":0}""",
+            p => p.ReplyTo = other);
+        var received = await fixture.Results.WaitForIdAsync(id, Timeout);
+        Assert.Equal(JobStatus.Completed, received.Result.Status);
+        Assert.Equal($"reply_to '{other}' is not allowed (RabbitMq:ReplyToPattern); the result went to the results queue",
+            Assert.Single(received.Result.Warnings!));
+    }
+
+    [Fact]
     public async Task Job_WithoutId_UsesAmqpMessageId()
     {
         var messageId = NewId();

@@ -1,3 +1,5 @@
+using System.Text.RegularExpressions;
+
 namespace QueueWorker.IntegrationTests;
 
 /// <summary>
@@ -31,6 +33,8 @@ public class WorkerFixture : IAsyncLifetime
             ["RabbitMq:ResultsQueue"] = ResultsQueue,
             ["Inference:ContextSize"] = "1024",
             ["Inference:Slots"] = "4",
+            // The tests' named reply queue is allowed; any other named reply_to gets its result on the results queue.
+            ["RabbitMq:ReplyToPattern"] = Regex.Escape(ReplyQueue),
         };
         foreach (var (k, v) in Settings) settings[k] = v;
         Worker = WorkerProcess.Start(settings);

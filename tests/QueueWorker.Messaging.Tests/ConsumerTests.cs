@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using QueueWorker.Contracts;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -45,8 +46,8 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
     [Fact]
     public async Task Consume_JobWithReplyTo_ResultToReplyQueueWithCorrelationAndMessageId()
     {
-        var options = broker.NewOptions("reply");
         var replyQueue = broker.NewQueueName("reply.to");
+        var options = broker.NewOptions("reply", o => o.ReplyToPattern = Regex.Escape(replyQueue));
         await broker.DeclareClassicQueueAsync(replyQueue, autoDelete: false);
         await using var worker = await TestWorker.StartAsync(options, output);
 
@@ -87,7 +88,8 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
     [Fact]
     public async Task Consume_ReplyQueueGone_ResultGoesToResultsQueue()
     {
-        var options = broker.NewOptions("gone");
+        // Allowed by the pattern, so this is the missing-queue fallback, not the refused reply_to one.
+        var options = broker.NewOptions("gone", o => o.ReplyToPattern = @"qw-test\.no-such-queue\.[0-9a-f]{32}");
         await using var worker = await TestWorker.StartAsync(options, output);
 
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-gone"), p =>
@@ -100,6 +102,7 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
 
         Assert.Equal("job-gone", message.BasicProperties.MessageId);
         Assert.Equal("corr-gone", message.BasicProperties.CorrelationId);
+        Assert.Null(JobSerializer.DeserializeResult(message.Body.Span).Warnings);
         await worker.WaitUntilAsync(() => worker.Status.InFlight == 0, "the job is settled");
         Assert.Equal(0u, await broker.ReadyCountAsync(options.JobsQueue));
     }

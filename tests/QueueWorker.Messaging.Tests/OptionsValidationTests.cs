@@ -105,4 +105,22 @@ public sealed class OptionsValidationTests
 
         Assert.Contains("DeliveryLimit", ex.Message);
     }
+
+    [Fact]
+    public void Validate_ReplyToPatternDoesNotCompile_NamesKeyAndValue()
+    {
+        var result = Validate(o => o.ReplyToPattern = "reply\\.(");
+
+        Assert.True(result.Failed);
+        Assert.Contains("RabbitMq:ReplyToPattern 'reply\\.(' is not a valid .NET regular expression", result.FailureMessage);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData(@"reply\.[a-z0-9-]+")]
+    public void Validate_ReplyToPatternEmptyOrValid_Succeeds(string? pattern)
+    {
+        Assert.True(Validate(o => o.ReplyToPattern = pattern).Succeeded);
+    }
 }

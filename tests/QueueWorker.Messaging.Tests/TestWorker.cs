@@ -126,6 +126,7 @@ public sealed class TestWorker : IAsyncDisposable
         ["RabbitMq:PublishRetries"] = o.PublishRetries.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["RabbitMq:ShutdownGraceSeconds"] = o.ShutdownGraceSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["RabbitMq:ClientName"] = o.ClientName,
+        ["RabbitMq:ReplyToPattern"] = o.ReplyToPattern,
     };
 }
 
