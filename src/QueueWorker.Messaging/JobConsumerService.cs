@@ -47,7 +47,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private JobConsumer? _consumer;
     private int _inFlight;
     private volatile bool _stopping;
-    private int _halted;
+    private Task? _halt;
 
     public JobConsumerService(RabbitMqConnection connection, ResultPublisher publisher, IJobHandler handler,
         IOptions<RabbitMqOptions> options, ILogger<JobConsumerService> logger, TimeProvider timeProvider, IHostApplicationLifetime lifetime,
@@ -256,6 +256,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         if (_stopping)
         {
             Log.NackedWhileStopping(_logger, messageId);
+            // Not before the consumer is cancelled: a nack while it still consumes hands the job straight back to it.
+            if (Volatile.Read(ref _halt) is { } halting) await halting.ConfigureAwait(false);
             await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
             return;
         }
@@ -391,12 +393,22 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     /// Stops taking jobs for good (no resubscription) while the host goes on; readiness fails. Deliveries already
     /// prefetched are nacked as on shutdown, and go to other workers since this one no longer consumes.
     /// </summary>
-    private async Task HaltAsync()
+    private Task HaltAsync()
     {
-        if (Interlocked.Exchange(ref _halted, 1) != 0) return;
+        // One cancellation, and every interrupted or stopping delivery waits for it before its nack (see ProcessAsync).
+        if (Volatile.Read(ref _halt) is { } existing) return existing;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (Interlocked.CompareExchange(ref _halt, done.Task, null) is { } winner) return winner;
+        _ = HaltCoreAsync(done);
+        return done.Task;
+    }
+
+    private async Task HaltCoreAsync(TaskCompletionSource done)
+    {
         _stopping = true;
         Log.ConsumerHalted(_logger);
         await CancelConsumerAsync(CancellationToken.None).ConfigureAwait(false);
+        done.TrySetResult();
     }
 
     private async Task CancelConsumerAsync(CancellationToken cancellationToken)
