@@ -34,4 +34,13 @@ public static class AmqpShortString
         }
         return -1;
     }
+
+    /// <summary>
+    /// The id a result is published under: the first candidate that can be echoed as the AMQP <c>message_id</c>
+    /// unchanged (non-empty, <see cref="Fits"/>), else a new one (<c>job-</c> and a GUID).
+    /// </summary>
+    public static string EchoableIdOrNew(string? preferred, string? fallback = null) =>
+        preferred is { Length: > 0 } && Fits(preferred) ? preferred
+        : fallback is { Length: > 0 } && Fits(fallback) ? fallback
+        : "job-" + Guid.NewGuid().ToString("N");
 }

@@ -330,10 +330,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     /// </summary>
     internal static JobResult InternalError(IncomingJob job, string? resultId, Exception ex)
     {
-        var id = AmqpShortString.Fits(resultId) && resultId!.Length > 0 ? resultId
-            : AmqpShortString.Fits(job.MessageId) && job.MessageId!.Length > 0 ? job.MessageId
-            : "job-" + Guid.NewGuid().ToString("N");
-        return JobResult.Failed(id, JobError.Internal(ex));
+        return JobResult.Failed(AmqpShortString.EchoableIdOrNew(resultId, job.MessageId), JobError.Internal(ex));
     }
 
     /// <summary>Acks, or nacks with requeue. Never throws: when the channel is gone the broker has requeued the delivery already.</summary>

@@ -86,7 +86,7 @@ public sealed class JobPipeline
     {
         var started = _time.GetTimestamp();
         // Known before any stage runs, so even a fault in admission is answered under an id the producer can match.
-        var id = input is not null ? FallbackId(input.MessageId) : parsed!.Id ?? NewId();
+        var id = input is not null ? AmqpShortString.EchoableIdOrNew(input.MessageId) : parsed!.Id ?? AmqpShortString.EchoableIdOrNew(null);
         JsonElement? metadata = null;
         IDisposable? scope = null;
         using var activity = JobTelemetry.Source.StartActivity(JobTelemetry.JobActivity, ActivityKind.Internal);
@@ -164,11 +164,6 @@ public sealed class JobPipeline
         var parsed = JobParser.Parse(input.Body.Span, _limits, fallbackId);
         return new Admission(parsed.Id ?? fallbackId, parsed.Job, parsed.Error, parsed.Metadata);
     }
-
-    private static string NewId() => "job-" + Guid.NewGuid().ToString("N");
-
-    /// <summary>The message id when it can be echoed as the result's AMQP <c>message_id</c> unchanged, else a new id.</summary>
-    private static string FallbackId(string? messageId) => AmqpShortString.Fits(messageId) && messageId!.Length > 0 ? messageId : NewId();
 
     /// <summary>
     /// From publish to the start of generation: the broker queue plus the wait for a free slot. Null when the publish
