@@ -31,7 +31,7 @@ internal static partial class Log
     public static partial void ConnectionUnblocked(ILogger logger);
 
     // Topology 2010–2019
-    [LoggerMessage(2010, LogLevel.Information, "Queues declared: jobs '{JobsQueue}' (quorum, delivery limit {DeliveryLimit}, dead letters to '{DeadLetterQueue}'), results '{ResultsQueue}'")]
+    [LoggerMessage(2010, LogLevel.Information, "Queues declared, all quorum: jobs '{JobsQueue}' (delivery limit {DeliveryLimit}, dead letters at least once to '{DeadLetterQueue}'), results '{ResultsQueue}'")]
     public static partial void TopologyDeclared(ILogger logger, string jobsQueue, int deliveryLimit, string deadLetterQueue, string resultsQueue);
 
     [LoggerMessage(2011, LogLevel.Critical, "{Message}")]

@@ -19,6 +19,7 @@ public sealed class RabbitMqConnection : IAsyncDisposable
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly CancellationTokenSource _disposeCts = new();
     private volatile IConnection? _connection;
+    private readonly BrokerEndpoints _endpoints;
     private volatile bool _recovering;
 
     public RabbitMqConnection(IOptions<RabbitMqOptions> options, ILogger<RabbitMqConnection> logger, TimeProvider timeProvider,
@@ -30,6 +31,7 @@ public sealed class RabbitMqConnection : IAsyncDisposable
             ? $"queueworker@{Environment.MachineName}:{Environment.ProcessId}"
             : _options.ClientName;
         MaskedUri = SecretMasker.MaskUri(_options.Uri);
+        _endpoints = BrokerEndpoints.Parse(_options.Uri);
         _connectPipeline = ResiliencePipelines.CreateConnect(timeProvider, logger, MaskedUri, randomizer.Next);
     }
 
@@ -60,7 +62,8 @@ public sealed class RabbitMqConnection : IAsyncDisposable
             Log.Connecting(_logger, MaskedUri, ClientName);
             var factory = CreateFactory();
             var connection = await _connectPipeline.ExecuteAsync(
-                static async (f, ct) => await f.CreateConnectionAsync(ct).ConfigureAwait(false), factory, linked.Token).ConfigureAwait(false);
+                static async (state, ct) => await state.Endpoints.ConnectAsync(state.Factory, ct).ConfigureAwait(false),
+                (Factory: factory, Endpoints: _endpoints), linked.Token).ConfigureAwait(false);
             connection.ConnectionShutdownAsync += OnShutdownAsync;
             connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
             connection.ConnectionRecoveryErrorAsync += OnRecoveryErrorAsync;
@@ -76,16 +79,18 @@ public sealed class RabbitMqConnection : IAsyncDisposable
         }
     }
 
-    internal ConnectionFactory CreateFactory() => new()
+    /// <summary>The nodes of <c>RabbitMq:Uri</c> (one, or a cluster's list): connect and recovery try them in turn.</summary>
+    public BrokerEndpoints Endpoints => _endpoints;
+
+    internal ConnectionFactory CreateFactory() => _endpoints.ApplyTo(new ConnectionFactory
     {
-        Uri = new Uri(_options.Uri),
         ClientProvidedName = ClientName,
         RequestedHeartbeat = TimeSpan.FromSeconds(_options.HeartbeatSeconds),
         AutomaticRecoveryEnabled = true,
         TopologyRecoveryEnabled = true,
         // Retry recovery every 2 s (default 5 s): a worker should be back soon after the broker is.
         NetworkRecoveryInterval = TimeSpan.FromSeconds(2),
-    };
+    });
 
     private Task OnShutdownAsync(object sender, ShutdownEventArgs args)
     {

@@ -1,6 +1,5 @@
 using System.Text;
 using Microsoft.Extensions.Options;
-using RabbitMQ.Client;
 
 namespace QueueWorker.Messaging;
 
@@ -44,30 +43,8 @@ public sealed class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
     {
         if (string.IsNullOrWhiteSpace(value))
             return; // [Required] reports it
-        var shown = SecretMasker.MaskUri(value);
-        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
-        {
-            errors.Add($"RabbitMq:Uri '{shown}' is not an absolute URI: expected amqp://user:password@host:5672/vhost.");
-            return;
-        }
-        if (uri.Scheme is not ("amqp" or "amqps"))
-        {
-            errors.Add($"RabbitMq:Uri '{shown}' has scheme '{uri.Scheme}': it must be amqp or amqps.");
-            return;
-        }
-        if (string.IsNullOrEmpty(uri.Host))
-        {
-            errors.Add($"RabbitMq:Uri '{shown}' has no host.");
-            return;
-        }
-        try
-        {
-            // The client has its own rules (e.g. one path segment for the vhost): ask it.
-            _ = new ConnectionFactory { Uri = uri };
-        }
-        catch (Exception ex) when (ex is ArgumentException or FormatException)
-        {
-            errors.Add($"RabbitMq:Uri '{shown}' is not accepted by the RabbitMQ client: {ex.Message}");
-        }
+        // One URI or a comma-separated cluster list: each checked, then checked against the first.
+        if (!BrokerEndpoints.TryParse(value, "RabbitMq:Uri", out _, out var uriErrors))
+            errors.AddRange(uriErrors);
     }
 }

@@ -4,34 +4,49 @@ using RabbitMQ.Client.Exceptions;
 namespace QueueWorker.Messaging;
 
 /// <summary>
-/// The queues the worker needs: jobs (durable quorum queue with a delivery limit, poison jobs dead-lettered through the
-/// default exchange), the dead-letter queue and the results queue (durable). Declaring is idempotent; a queue that exists
-/// with other settings gives a <see cref="TopologyMismatchException"/> that names it and what differs.
+/// The queues the worker needs, all durable quorum queues (replicated on a cluster, so losing a node loses neither a job
+/// nor a confirmed result): jobs (with a delivery limit, poison jobs dead-lettered at least once through the default
+/// exchange), the dead-letter queue and the results queue. Declaring is idempotent; a queue that exists with other
+/// settings gives a <see cref="TopologyMismatchException"/> that names it, what differs and how to migrate.
 /// </summary>
 public static class Topology
 {
     private const ushort PreconditionFailed = 406;
 
+    /// <summary>The script that moves an existing queue's messages into a quorum queue of the same name.</summary>
+    public const string MigrationScript = "ops/rabbitmq/migrate-to-quorum.sh";
+
+    /// <summary>
+    /// Jobs queue: quorum, delivery limit, dead letters to the DLQ. <c>at-least-once</c> dead-lettering keeps a poison job
+    /// in the jobs queue until the DLQ has confirmed it (the default, at-most-once, can drop it when a node is lost); the
+    /// broker accepts that strategy only with <c>x-overflow: reject-publish</c>, so a jobs queue that reaches a length limit
+    /// (one an operator sets by policy: the worker sets none) refuses new publishes (a nack) instead of dropping old jobs.
+    /// </summary>
     public static Dictionary<string, object?> JobsQueueArguments(RabbitMqOptions options) => new()
     {
         ["x-queue-type"] = "quorum",
         ["x-delivery-limit"] = options.DeliveryLimit,
         ["x-dead-letter-exchange"] = "",
         ["x-dead-letter-routing-key"] = options.EffectiveDeadLetterQueue,
+        ["x-dead-letter-strategy"] = "at-least-once",
+        ["x-overflow"] = "reject-publish",
     };
+
+    /// <summary>Results and dead-letter queues: quorum, nothing else.</summary>
+    public static Dictionary<string, object?> QuorumQueueArguments() => new() { ["x-queue-type"] = "quorum" };
 
     /// <summary>Declares the three queues, each on its own short-lived channel (a failed declare closes its channel).</summary>
     public static async Task DeclareAsync(IConnection connection, RabbitMqOptions options, CancellationToken cancellationToken)
     {
         // Dead-letter queue first: the jobs queue routes to it.
-        await DeclareQueueAsync(connection, options.EffectiveDeadLetterQueue, null, "durable", cancellationToken).ConfigureAwait(false);
-        await DeclareQueueAsync(connection, options.ResultsQueue, null, "durable", cancellationToken).ConfigureAwait(false);
-        var jobsArgs = JobsQueueArguments(options);
-        await DeclareQueueAsync(connection, options.JobsQueue, jobsArgs, "durable, " + Describe(jobsArgs), cancellationToken).ConfigureAwait(false);
+        var plain = QuorumQueueArguments();
+        await DeclareQueueAsync(connection, options.EffectiveDeadLetterQueue, plain, cancellationToken).ConfigureAwait(false);
+        await DeclareQueueAsync(connection, options.ResultsQueue, plain, cancellationToken).ConfigureAwait(false);
+        await DeclareQueueAsync(connection, options.JobsQueue, JobsQueueArguments(options), cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task DeclareQueueAsync(IConnection connection, string queue, IDictionary<string, object?>? arguments,
-        string wanted, CancellationToken cancellationToken)
+    private static async Task DeclareQueueAsync(IConnection connection, string queue, IDictionary<string, object?> arguments,
+        CancellationToken cancellationToken)
     {
         var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
         try
@@ -42,16 +57,26 @@ public static class Topology
         }
         catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == PreconditionFailed)
         {
-            throw new TopologyMismatchException(queue,
-                $"Queue '{queue}' already exists with other settings than this worker declares ({wanted}). " +
-                $"The broker says: {ex.ShutdownReason.ReplyText}. " +
-                "Drain and delete the queue so the worker can declare it, declare it with these settings, " +
-                "or set RabbitMq:DeclareTopology=false to use it as it is.");
+            throw new TopologyMismatchException(queue, MismatchMessage(queue, arguments, ex.ShutdownReason.ReplyText));
         }
         finally
         {
             await channel.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The one startup line for a queue that exists with other settings: which queue, what the worker wants, how to migrate.</summary>
+    public static string MismatchMessage(string queue, IDictionary<string, object?> arguments, string brokerSays)
+    {
+        // Another queue type (a classic queue from before every queue was a quorum queue): its messages can be moved.
+        var classic = brokerSays.Contains("x-queue-type", StringComparison.Ordinal);
+        return $"Queue '{queue}' already exists with other settings than this worker declares (durable, {Describe(arguments)}). " +
+            $"The broker says: {brokerSays}. " +
+            (classic
+                ? $"It is a classic queue from an older version: migrate it to a quorum queue, keeping its messages, with {MigrationScript} {queue} " +
+                  "(stop the workers first; see the README, Operating: migrating to quorum queues), "
+                : "Drain and delete the queue so the worker can declare it, declare it with these settings, ") +
+            "or set RabbitMq:DeclareTopology=false to use it as it is.";
     }
 
     private static string Describe(IDictionary<string, object?> arguments) =>

@@ -19,11 +19,15 @@ public sealed class DefinitionsTests
         Assert.Equal(options.DeliveryLimit, arguments.GetProperty("x-delivery-limit").GetInt32());
         Assert.Equal("", arguments.GetProperty("x-dead-letter-exchange").GetString());
         Assert.Equal(options.EffectiveDeadLetterQueue, arguments.GetProperty("x-dead-letter-routing-key").GetString());
-        Assert.Equal(4, arguments.EnumerateObject().Count());
+        Assert.Equal("at-least-once", arguments.GetProperty("x-dead-letter-strategy").GetString());
+        Assert.Equal("reject-publish", arguments.GetProperty("x-overflow").GetString());
+        // Exactly the worker's arguments: the same keys and values, nothing more.
+        var wanted = Messaging.Topology.JobsQueueArguments(options);
+        Assert.Equal(wanted.Keys.Order(), arguments.EnumerateObject().Select(a => a.Name).Order());
     }
 
     [Fact]
-    public void ResultsAndDeadLetterQueues_AreDurableClassicWithoutArguments()
+    public void ResultsAndDeadLetterQueues_AreDurableQuorumQueues()
     {
         var options = Definitions.WorkerOptions();
         foreach (var name in new[] { options.ResultsQueue, options.EffectiveDeadLetterQueue })
@@ -31,7 +35,9 @@ public sealed class DefinitionsTests
             var queue = Definitions.Queue(name);
             Assert.True(queue.GetProperty("durable").GetBoolean(), $"{name} durable");
             Assert.False(queue.GetProperty("auto_delete").GetBoolean(), $"{name} not auto-delete");
-            Assert.Empty(queue.GetProperty("arguments").EnumerateObject());
+            var arguments = queue.GetProperty("arguments");
+            Assert.Equal("quorum", arguments.GetProperty("x-queue-type").GetString());
+            Assert.Single(arguments.EnumerateObject());
         }
         Assert.Equal(3, Definitions.Root.GetProperty("queues").GetArrayLength());
     }

@@ -30,15 +30,10 @@ public sealed class LeastPrivilegeTests(DefinitionsFixture broker)
     {
         await using var connection = await WorkerAsync();
         await using var channel = await connection.CreateChannelAsync();
-        var jobsArguments = new Dictionary<string, object?>
-        {
-            ["x-queue-type"] = "quorum",
-            ["x-delivery-limit"] = Options.DeliveryLimit,
-            ["x-dead-letter-exchange"] = "",
-            ["x-dead-letter-routing-key"] = Options.EffectiveDeadLetterQueue,
-        };
-        await channel.QueueDeclareAsync(Options.EffectiveDeadLetterQueue, durable: true, exclusive: false, autoDelete: false, arguments: null);
-        await channel.QueueDeclareAsync(Options.ResultsQueue, durable: true, exclusive: false, autoDelete: false, arguments: null);
+        // The worker's own declarations (Topology), not a copy: a change there must be made in definitions.json too.
+        var jobsArguments = Messaging.Topology.JobsQueueArguments(Options);
+        await channel.QueueDeclareAsync(Options.EffectiveDeadLetterQueue, durable: true, exclusive: false, autoDelete: false, arguments: Messaging.Topology.QuorumQueueArguments());
+        await channel.QueueDeclareAsync(Options.ResultsQueue, durable: true, exclusive: false, autoDelete: false, arguments: Messaging.Topology.QuorumQueueArguments());
         var ok = await channel.QueueDeclareAsync(Options.JobsQueue, durable: true, exclusive: false, autoDelete: false, arguments: jobsArguments);
         Assert.Equal(Options.JobsQueue, ok.QueueName);
     }
@@ -50,7 +45,7 @@ public sealed class LeastPrivilegeTests(DefinitionsFixture broker)
         await using var connection = await WorkerAsync();
         await using var channel = await connection.CreateChannelAsync();
         var ex = await Assert.ThrowsAsync<OperationInterruptedException>(() => channel.QueueDeclareAsync(Options.JobsQueue, true, false, false,
-            new Dictionary<string, object?> { ["x-queue-type"] = "quorum", ["x-delivery-limit"] = Options.DeliveryLimit + 1, ["x-dead-letter-exchange"] = "", ["x-dead-letter-routing-key"] = Options.EffectiveDeadLetterQueue }));
+            new Dictionary<string, object?>(Messaging.Topology.JobsQueueArguments(Options)) { ["x-delivery-limit"] = Options.DeliveryLimit + 1 }));
         Assert.Equal((ushort)406, ex.ShutdownReason?.ReplyCode);
     }
 

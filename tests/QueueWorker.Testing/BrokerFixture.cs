@@ -82,6 +82,15 @@ public class BrokerFixture : IAsyncLifetime, IAsyncDisposable
         return name;
     }
 
+    /// <summary>Declares a durable quorum queue as the worker declares its results and dead-letter queues, deleted on dispose.</summary>
+    public async Task<string> DeclareQuorumQueueAsync(string name)
+    {
+        await using var channel = await OpenChannelAsync(confirms: false);
+        await channel.QueueDeclareAsync(Own(name), durable: true, exclusive: false, autoDelete: false,
+            new Dictionary<string, object?> { ["x-queue-type"] = "quorum" });
+        return name;
+    }
+
     public async Task<IChannel> OpenChannelAsync(bool confirms = true) =>
         await Connection.CreateChannelAsync(new CreateChannelOptions(confirms, confirms));
 

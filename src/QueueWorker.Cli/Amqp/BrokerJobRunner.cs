@@ -29,6 +29,8 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
     private readonly Lock _gate = new();
     private Task<BrokerSession>? _session;
 
+    private string QueueRefusingStatus => $"{options.JobsQueue} refuses publishes (full, or no quorum); retrying every second";
+
     private string QueueMissingStatus => $"{options.JobsQueue} does not exist; waiting for a worker to declare it";
 
     public string Description => $"{options.JobsQueue} on {SecretMasker.MaskUri(options.Uri)}";
@@ -93,7 +95,7 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         try
         {
             await session.PublishAsync(options.JobsQueue, properties, submission.Body, cancellationToken);
-            if (Counters.Status == QueueMissingStatus) Counters.Status = null;
+            if (Counters.Status == QueueMissingStatus || Counters.Status == QueueRefusingStatus) Counters.Status = null;
             return true;
         }
         catch (PublishException ex) when (ex.IsReturn)
@@ -106,8 +108,10 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         }
         catch (PublishException)
         {
-            // A nack: the broker could not take the message right now. Try again shortly.
-            LogPublishNacked(submission.Id);
+            // A nack: the broker could not take the message right now. The jobs queue refuses publishes when it is full
+            // (x-overflow reject-publish, past a length limit an operator set) or has lost its quorum: say so, try again shortly.
+            Counters.Status = QueueRefusingStatus;
+            LogPublishNacked(submission.Id, options.JobsQueue);
             await Task.Delay(TimeSpan.FromSeconds(1), time, cancellationToken);
             return false;
         }
@@ -171,19 +175,21 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
 
     private async Task<BrokerSession> ConnectAsync(CancellationToken cancellationToken)
     {
+        // A cluster's list of URIs: the client connects to the first node that answers; a reconnect tries them all again.
+        var endpoints = BrokerEndpoints.Parse(options.Uri);
         var factory = new ConnectionFactory
         {
-            Uri = new Uri(options.Uri),
             ClientProvidedName = connectionName,
             // qw recovers by itself: it must publish again every job whose reply queue was lost.
             AutomaticRecoveryEnabled = false,
             TopologyRecoveryEnabled = false,
             RequestedHeartbeat = TimeSpan.FromSeconds(options.HeartbeatSeconds),
         };
+        endpoints.ApplyTo(factory);
         IConnection connection;
         try
         {
-            connection = await factory.CreateConnectionAsync(cancellationToken);
+            connection = await endpoints.ConnectAsync(factory, cancellationToken);
         }
         catch (BrokerUnreachableException ex)
         {
@@ -295,6 +301,6 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
     [LoggerMessage(EventId = 5007, Level = LogLevel.Warning, Message = "The jobs queue {Queue} does not exist (publish returned); waiting for a worker to declare it")]
     private partial void LogQueueMissing(string queue);
 
-    [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "The broker refused job {JobId} (nack); publishing it again")]
-    private partial void LogPublishNacked(string jobId);
+    [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "The broker refused job {JobId} (nack): the jobs queue {Queue} is full (a length limit with overflow reject-publish) or has no quorum; publishing it again in 1 s")]
+    private partial void LogPublishNacked(string jobId, string queue);
 }

@@ -39,8 +39,9 @@ internal static class CliConfiguration
     public static RabbitMqOptions RabbitMq(IConfiguration configuration, bool needsBroker = true)
     {
         var options = Bind<RabbitMqOptions>(configuration, RabbitMqOptions.Section);
-        if (needsBroker && (!Uri.TryCreate(options.Uri, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("amqp" or "amqps")))
-            throw new CliException($"configuration error: RabbitMq:Uri must be an amqp:// or amqps:// URI, got \"{SecretMasker.MaskUri(options.Uri)}\".");
+        // One URI or a cluster's comma-separated list, checked as the worker checks it.
+        if (needsBroker && !BrokerEndpoints.TryParse(options.Uri, "RabbitMq:Uri", out _, out var errors))
+            throw new CliException($"configuration error: RabbitMq:Uri must be an amqp:// or amqps:// URI (or several, comma-separated), got \"{SecretMasker.MaskUri(options.Uri)}\": {string.Join(" ", errors)}");
         return options;
     }
 

@@ -64,8 +64,8 @@ public sealed class ReliabilityHarness : IAsyncDisposable
         var harness = new ReliabilityHarness(output, broker, uri, ctl ?? Rabbitmqctl.Shared);
         broker.Own(harness.JobsQueue);
         broker.Own(harness.DeadLetterQueue);
-        // Declared as the worker declares it (durable, no arguments), so results can be collected from the start.
-        await broker.DeclareQueueAsync(harness.ResultsQueue);
+        // Declared as the worker declares it (durable quorum), so results can be collected from the start.
+        await broker.DeclareQuorumQueueAsync(harness.ResultsQueue);
         harness.Results = await broker.CollectAsync(harness.ResultsQueue);
         return harness;
     }
