@@ -7,6 +7,13 @@ cd "$(dirname "$0")"
 
 ops/rabbitmq/start-local.sh
 
+# ./test.sh --cluster [args]: only the cluster lane (tests with Lane=Cluster: a private 3-node cluster started by
+# ops/rabbitmq/start-cluster.sh, node losses, several workers). The default run includes it.
+if [ "${1:-}" = "--cluster" ]; then
+  shift
+  set -- --filter "Lane=Cluster" "$@"
+fi
+
 for model in stories260K.gguf llama-2-tiny-random.gguf; do
   if [ ! -f ../shared/models/$model ] && [ -z "${QW_TEST_MODELS_DIR:-}" ]; then
     echo "test.sh: ../shared/models/$model not found (set QW_TEST_MODELS_DIR to the folder holding the test models)" >&2

@@ -13,7 +13,7 @@ public static class Topology
 {
     private const ushort PreconditionFailed = 406;
 
-    /// <summary>The script that moves an existing queue's messages into a quorum queue of the same name.</summary>
+    /// <summary>The script that parks an existing queue's messages and moves them into the queue the worker declares anew.</summary>
     public const string MigrationScript = "ops/rabbitmq/migrate-to-quorum.sh";
 
     /// <summary>
@@ -66,18 +66,13 @@ public static class Topology
     }
 
     /// <summary>The one startup line for a queue that exists with other settings: which queue, what the worker wants, how to migrate.</summary>
-    public static string MismatchMessage(string queue, IDictionary<string, object?> arguments, string brokerSays)
-    {
-        // Another queue type (a classic queue from before every queue was a quorum queue): its messages can be moved.
-        var classic = brokerSays.Contains("x-queue-type", StringComparison.Ordinal);
-        return $"Queue '{queue}' already exists with other settings than this worker declares (durable, {Describe(arguments)}). " +
-            $"The broker says: {brokerSays}. " +
-            (classic
-                ? $"It is a classic queue from an older version: migrate it to a quorum queue, keeping its messages, with {MigrationScript} {queue} " +
-                  "(stop the workers first; see the README, Operating: migrating to quorum queues), "
-                : "Drain and delete the queue so the worker can declare it, declare it with these settings, ") +
-            "or set RabbitMq:DeclareTopology=false to use it as it is.";
-    }
+    public static string MismatchMessage(string queue, IDictionary<string, object?> arguments, string brokerSays) =>
+        $"Queue '{queue}' already exists with other settings than this worker declares (durable, {Describe(arguments)}). " +
+        $"The broker says: {brokerSays}. " +
+        // Usually a classic results or dead-letter queue, or a jobs queue without the newer arguments, from an older version.
+        $"To keep its messages and let the worker declare it: stop the workers, run {MigrationScript} park {queue}, start one worker, " +
+        $"then run {MigrationScript} restore {queue} (README, Operating: migrating to quorum queues). " +
+        "Or set RabbitMq:DeclareTopology=false to use it as it is.";
 
     private static string Describe(IDictionary<string, object?> arguments) =>
         string.Join(", ", arguments.Select(a => a.Value is string s ? $"{a.Key}='{s}'" : $"{a.Key}={a.Value}"));

@@ -31,6 +31,34 @@ public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper outp
         Assert.Contains("x-delivery-limit", line);
         Assert.Contains(",7}", line);
         Assert.Contains(options.EffectiveDeadLetterQueue, line);
+        Assert.Contains("at-least-once", line);
+        Assert.Contains("reject-publish", line);
+    }
+
+    [Fact]
+    public async Task DeclareAsync_ResultsAndDeadLetterQueues_AreDurableQuorumQueues()
+    {
+        var options = broker.NewOptions("topology-quorum");
+
+        await Topology.DeclareAsync(broker.Connection, options, CancellationToken.None);
+
+        var lines = (await Rabbitmqctl.Shared.RunAsync("list_queues", "-q", "name", "type", "durable")).Split('\n');
+        foreach (var queue in new[] { options.ResultsQueue, options.EffectiveDeadLetterQueue })
+            Assert.Equal($"{queue}\tquorum\ttrue", lines.Single(l => l.StartsWith(queue + "\t", StringComparison.Ordinal)).TrimEnd());
+    }
+
+    [Fact]
+    public async Task DeclareAsync_ExistingClassicResultsQueue_ThrowsMismatchNamingQueueAndMigration()
+    {
+        var options = broker.NewOptions("classic-results");
+        await broker.DeclareClassicQueueAsync(options.ResultsQueue);
+
+        var ex = await Assert.ThrowsAsync<TopologyMismatchException>(() => Topology.DeclareAsync(broker.Connection, options, CancellationToken.None));
+
+        Assert.Equal(options.ResultsQueue, ex.Queue);
+        Assert.Contains("x-queue-type", ex.Message);
+        Assert.Contains($"ops/rabbitmq/migrate-to-quorum.sh park {options.ResultsQueue}", ex.Message);
+        Assert.Contains($"migrate-to-quorum.sh restore {options.ResultsQueue}", ex.Message);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using RabbitMQ.Client;
 using System.Diagnostics;
 using System.Globalization;
 using Xunit.Abstractions;
@@ -57,7 +58,10 @@ public sealed class ReliabilityHarness : IAsyncDisposable
     public IReadOnlyList<ReceivedResult> JobResults => Results.All.Where(r => !_calibrationIds.Contains(r.Result.Id)).ToList();
     public TimeSpan Elapsed => _clock.Elapsed;
 
-    public static async Task<ReliabilityHarness> CreateAsync(ITestOutputHelper output, string? uri = null, Rabbitmqctl? ctl = null)
+    /// <param name="declareResultsVia">On a cluster, the node whose connection declares the results queue (its leader
+    /// starts there); default the harness's own connection.</param>
+    public static async Task<ReliabilityHarness> CreateAsync(ITestOutputHelper output, string? uri = null, Rabbitmqctl? ctl = null,
+        string? declareResultsVia = null)
     {
         uri ??= TestSettings.RabbitMqUri;
         var broker = await TestBroker.ConnectAsync(uri);
@@ -65,9 +69,28 @@ public sealed class ReliabilityHarness : IAsyncDisposable
         broker.Own(harness.JobsQueue);
         broker.Own(harness.DeadLetterQueue);
         // Declared as the worker declares it (durable quorum), so results can be collected from the start.
-        await broker.DeclareQuorumQueueAsync(harness.ResultsQueue);
+        if (declareResultsVia is null)
+        {
+            await broker.DeclareQuorumQueueAsync(harness.ResultsQueue);
+        }
+        else
+        {
+            await DeclareViaAsync(declareResultsVia, harness.ResultsQueue, new Dictionary<string, object?> { ["x-queue-type"] = "quorum" });
+            broker.Own(harness.ResultsQueue);
+        }
         harness.Results = await broker.CollectAsync(harness.ResultsQueue);
         return harness;
+    }
+
+    /// <summary>Declares a durable queue through a connection of its own to <paramref name="uri"/> (on a cluster: a quorum queue's leader starts on that node).</summary>
+    public static async Task DeclareViaAsync(string uri, string queue, IDictionary<string, object?> arguments)
+    {
+        var factory = new ConnectionFactory { Uri = new System.Uri(uri), ClientProvidedName = "queueworker-tests-declare" };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments);
+        await channel.CloseAsync();
+        await connection.CloseAsync();
     }
 
     /// <summary>Starts a worker with <see cref="Settings"/> (plus <paramref name="extra"/>) and waits until it is ready.</summary>

@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace QueueWorker.Testing;
+
+/// <summary>
+/// A 3-node RabbitMQ cluster of the test's own, started by ops/rabbitmq/start-cluster.sh on free loopback ports under
+/// unique node names (<c>qwt&lt;hex&gt;1@localhost</c>…), its data in a temporary directory; stopped and removed at the
+/// end. Stopping one of its nodes disturbs nobody else. Usable as a collection fixture (one cluster per collection: it
+/// takes a minute or more to start on a loaded machine).
+/// </summary>
+public class RabbitCluster : IAsyncLifetime, IAsyncDisposable
+{
+    public const int Size = 3;
+
+    public RabbitCluster()
+    {
+        Prefix = "qwt" + Guid.NewGuid().ToString("N")[..6];
+        Directory = Path.Combine(Path.GetTempPath(), "qw-test-cluster-" + Prefix);
+    }
+
+    public string Prefix { get; }
+
+    public string Directory { get; }
+
+    /// <summary>AMQP port of node 1; node i listens on BasePort + i - 1.</summary>
+    public int BasePort { get; private set; }
+
+    /// <summary>The nodes, 1 to <see cref="Size"/> (index 0 is node 1).</summary>
+    public IReadOnlyList<ClusterNode> Nodes { get; private set; } = [];
+
+    /// <summary>Every node's URI, comma-separated: the worker's <c>RabbitMq:Uri</c> for the cluster.</summary>
+    public string Uris => string.Join(',', Nodes.Select(n => n.Uri));
+
+    /// <summary>How long <c>start-cluster.sh start</c> took (for the report).</summary>
+    public TimeSpan StartTime { get; private set; }
+
+    public async Task InitializeAsync()
+    {
+        BasePort = FreeClusterPorts();
+        Nodes = Enumerable.Range(1, Size).Select(i => new ClusterNode(i, $"{Prefix}{i}@localhost", BasePort + i - 1)).ToList();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var result = await RunScriptAsync("start", Waits.PrivateNodeStart * 2);
+        StartTime = clock.Elapsed;
+        if (result.Code != 0)
+        {
+            await RunScriptAsync("clean", Waits.Rabbitmqctl);
+            throw new InvalidOperationException($"ops/rabbitmq/start-cluster.sh could not start a cluster {Prefix} on ports {BasePort}+ (exit {result.Code}):\n{result.Output}");
+        }
+    }
+
+    /// <summary>The node leading <paramref name="queue"/> (a quorum queue), asked of <paramref name="askNode"/> (a node that is up).</summary>
+    public async Task<ClusterNode> LeaderAsync(string queue, ClusterNode askNode)
+    {
+        var table = await askNode.Ctl.RunAsync("list_queues", "-q", "--no-table-headers", "name", "leader");
+        foreach (var line in table.Split('\n'))
+        {
+            var cells = line.Split('\t');
+            if (cells.Length == 2 && cells[0] == queue)
+                return Nodes.Single(n => n.Name == cells[1].Trim());
+        }
+        throw new InvalidOperationException($"Queue '{queue}' not listed on {askNode.Name}: {table}");
+    }
+
+    private Task<ProcessResult> RunScriptAsync(string command, TimeSpan timeout)
+    {
+        var script = Path.Combine(TestSettings.RepositoryRoot, "ops", "rabbitmq", "start-cluster.sh");
+        return ProcessRunner.RunAsync(script, [command], new Dictionary<string, string>
+        {
+            ["QW_CLUSTER_PREFIX"] = Prefix,
+            ["QW_CLUSTER_PORT"] = BasePort.ToString(CultureInfo.InvariantCulture),
+            ["QW_CLUSTER_DIR"] = Directory,
+            ["QW_CLUSTER_NODES"] = Size.ToString(CultureInfo.InvariantCulture),
+            ["QW_CLUSTER_START_TIMEOUT"] = ((int)Waits.PrivateNodeStart.TotalSeconds).ToString(CultureInfo.InvariantCulture),
+        }, timeout);
+    }
+
+    public async Task DisposeAsync()
+    {
+        // clean = stop every node, then delete the directory: nothing of the cluster is left.
+        await RunScriptAsync("clean", Waits.Rabbitmqctl * 2);
+        GC.SuppressFinalize(this);
+    }
+
+    async ValueTask IAsyncDisposable.DisposeAsync() => await DisposeAsync();
+
+    /// <summary>A base port p with p..p+Size-1 and each +20000 (the Erlang distribution ports) free.</summary>
+    private static int FreeClusterPorts()
+    {
+        for (var attempt = 0; attempt < 200; attempt++)
+        {
+            var start = FreePort.Next();
+            if (start + Size - 1 + 20000 > 65535)
+                continue;
+            if (Enumerable.Range(start, Size).All(p => IsFree(p) && IsFree(p + 20000)))
+                return start;
+        }
+        throw new InvalidOperationException("No free run of loopback ports for a private cluster.");
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>One node of a <see cref="RabbitCluster"/>.</summary>
+public sealed class ClusterNode(int number, string name, int port)
+{
+    /// <summary>1-based.</summary>
+    public int Number { get; } = number;
+
+    public string Name { get; } = name;
+
+    public int Port { get; } = port;
+
+    public string Uri => $"amqp://guest:guest@127.0.0.1:{Port}/";
+
+    public Rabbitmqctl Ctl { get; } = new(name);
+
+    /// <summary>Stops the RabbitMQ application (the Erlang node stays up): its clients lose their connections, its queue replicas go down.</summary>
+    public Task StopAppAsync() => Ctl.RunAsync("stop_app");
+
+    /// <summary>Starts the application again and waits until it runs; it rejoins the cluster and its replicas catch up.</summary>
+    public async Task StartAppAsync()
+    {
+        await Ctl.RunAsync("start_app");
+        await Ctl.RunAsync("await_startup");
+    }
+
+    public override string ToString() => Name;
+}
