@@ -1,6 +1,6 @@
-using RabbitMQ.Client;
 using System.Diagnostics;
 using System.Globalization;
+using RabbitMQ.Client;
 using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;
