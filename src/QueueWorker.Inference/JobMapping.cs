@@ -57,7 +57,11 @@ public static class JobMapping
         try
         {
             using var doc = JsonDocument.Parse(generated.Text, new JsonDocumentOptions { MaxDepth = 256 });
-            return (doc.RootElement.Clone(), null);
+            var parsed = doc.RootElement.Clone();
+            // A "\ud800" escape is JSON text but no Unicode string: it could not be written back into the result.
+            return JobSerializer.IsWritable(parsed)
+                ? (parsed, null)
+                : (null, "response_format: the output escapes a lone UTF-16 surrogate (\\uD800-\\uDFFF); \"parsed\" is omitted and \"text\" holds the output.");
         }
         catch (JsonException)
         {

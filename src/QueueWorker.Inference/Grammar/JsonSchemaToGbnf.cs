@@ -25,7 +25,10 @@ public static partial class JsonSchemaToGbnf
     public const int MaxRepetition = 2000;
 
     /// <summary>The grammar of <c>response_format: {"type": "json_object"}</c>: any JSON object.</summary>
-    public static string JsonObject { get; } = Convert("{\"type\":\"object\"}");
+    public static string JsonObject => JsonObjectGrammar.Value;
+
+    // Lazy: static initializers run in textual order, and this one needs the rule tables below.
+    private static readonly Lazy<string> JsonObjectGrammar = new(() => Convert("{\"type\":\"object\"}"));
 
     /// <summary>Converts the schema text; throws <see cref="SchemaNotSupportedException"/> naming the keyword at fault.</summary>
     public static string Convert(string schemaJson)
