@@ -11,7 +11,7 @@ for doc in docs/*.txt; do
         {role: "system", content: "Extract the fields as JSON."},
         {role: "user", content: $text}
       ],
-      max_tokens: 96, temperature: 0,
+      max_tokens: 300, temperature: 0,
       response_format: {type: "json_schema", json_schema: {name: "story", strict: true, schema: $schema[0]}}
     }}'
 done
