@@ -15,6 +15,9 @@ public sealed record JobLimits
     public int MaxMessages { get; init; } = 256;
     public int MaxMetadataBytes { get; init; } = 16 * 1024;
 
+    /// <summary>The largest <c>grammar</c> or <c>response_format.json_schema.schema</c>, in bytes of JSON/GBNF text.</summary>
+    public int MaxGrammarBytes { get; init; } = 64 * 1024;
+
     /// <summary>JSON nesting deeper than this is rejected as <c>invalid_json</c>.</summary>
     public int MaxDepth { get; init; } = 32;
 

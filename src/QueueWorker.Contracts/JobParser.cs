@@ -154,6 +154,7 @@ public static class JobParser
                     TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
                     Metadata = metadata,
                 };
+                job = ReadStructuredOutput(job);
                 return new ParseResult(job, null, id, metadata);
             }
             catch (FieldException ex)
@@ -246,6 +247,99 @@ public static class JobParser
                 i++;
             }
             return list;
+        }
+
+        /// <summary><c>response_format</c> and <c>grammar</c>: the shape only; the engine converts the schema and compiles the grammar.</summary>
+        private JobRequest ReadStructuredOutput(JobRequest job)
+        {
+            var format = ReadResponseFormat();
+            var grammar = OptionalString("grammar");
+            if (grammar is not null)
+            {
+                if (grammar.Trim().Length == 0) throw new FieldException("grammar", "\"grammar\" must not be empty: a GBNF grammar with a \"root\" rule.");
+                var size = System.Text.Encoding.UTF8.GetByteCount(grammar);
+                if (size > limits.MaxGrammarBytes)
+                    throw new FieldException("grammar", $"\"grammar\" must be at most {limits.MaxGrammarBytes} bytes, got {size}.");
+                if (grammar.Contains('\0', StringComparison.Ordinal))
+                    throw new FieldException("grammar", "\"grammar\" must not contain NUL characters.");
+                if (format is { IsJson: true })
+                    throw new FieldException("grammar", $"Give either \"grammar\" or \"response_format\": {{\"type\": \"{format.Type}\"}}, not both.");
+            }
+            return job with { ResponseFormat = format, Grammar = grammar };
+        }
+
+        private ResponseFormat? ReadResponseFormat()
+        {
+            const string field = "response_format";
+            if (!TryGet(field, out var v)) return null;
+            if (v.ValueKind != JsonValueKind.Object)
+                throw new FieldException(field, $"\"{field}\" must be an object such as {{\"type\": \"json_object\"}}, got {Describe(v.ValueKind)}.");
+            if (!v.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String)
+                throw new FieldException($"{field}.type", $"\"{field}.type\" must be \"text\", \"json_object\" or \"json_schema\".");
+            var type = t.GetString()!;
+            foreach (var p in v.EnumerateObject())
+            {
+                if (p.Name is not ("type" or "json_schema"))
+                    throw new FieldException($"{field}.{p.Name}", $"\"{field}.{Truncate(p.Name)}\" is not a field of response_format (type, json_schema).");
+            }
+            switch (type)
+            {
+                case ResponseFormat.Text or ResponseFormat.JsonObject:
+                    if (v.TryGetProperty("json_schema", out _))
+                        throw new FieldException($"{field}.json_schema", $"\"{field}.json_schema\" is only allowed with \"type\": \"json_schema\".");
+                    return new ResponseFormat { Type = type };
+                case ResponseFormat.JsonSchemaType:
+                    return new ResponseFormat { Type = type, JsonSchema = ReadJsonSchema(v) };
+                default:
+                    throw new FieldException($"{field}.type", $"\"{field}.type\" must be \"text\", \"json_object\" or \"json_schema\", got \"{Truncate(type)}\".");
+            }
+        }
+
+        private JsonSchemaFormat ReadJsonSchema(JsonElement format)
+        {
+            const string field = "response_format.json_schema";
+            if (!format.TryGetProperty("json_schema", out var js) || js.ValueKind != JsonValueKind.Object)
+                throw new FieldException(field, $"\"{field}\" must be an object {{\"name\", \"schema\", \"strict\"}} when \"type\" is \"json_schema\".");
+            string? name = null;
+            bool? strict = null;
+            JsonElement? schema = null;
+            foreach (var p in js.EnumerateObject())
+            {
+                switch (p.Name)
+                {
+                    case "name" when p.Value.ValueKind == JsonValueKind.String:
+                        name = p.Value.GetString()!;
+                        if (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
+                            throw new FieldException($"{field}.name", $"\"{field}.name\" must be 1 to 64 letters, digits, '_' or '-'.");
+                        break;
+                    case "name":
+                        throw new FieldException($"{field}.name", $"\"{field}.name\" must be a string, got {Describe(p.Value.ValueKind)}.");
+                    case "strict" when p.Value.ValueKind is JsonValueKind.True or JsonValueKind.False:
+                        strict = p.Value.GetBoolean();
+                        break;
+                    case "strict" when p.Value.ValueKind == JsonValueKind.Null:
+                        break;
+                    case "strict":
+                        throw new FieldException($"{field}.strict", $"\"{field}.strict\" must be a boolean, got {Describe(p.Value.ValueKind)}.");
+                    case "schema" when p.Value.ValueKind == JsonValueKind.Object:
+                        schema = p.Value;
+                        break;
+                    case "schema":
+                        throw new FieldException($"{field}.schema", $"\"{field}.schema\" must be a JSON Schema object, got {Describe(p.Value.ValueKind)}.");
+                    case "description":
+                        if (p.Value.ValueKind is not (JsonValueKind.String or JsonValueKind.Null))
+                            throw new FieldException($"{field}.description", $"\"{field}.description\" must be a string.");
+                        break;
+                    default:
+                        throw new FieldException($"{field}.{p.Name}", $"\"{field}.{Truncate(p.Name)}\" is not a field of json_schema (name, description, schema, strict).");
+                }
+            }
+            if (schema is not { } s)
+                throw new FieldException($"{field}.schema", $"\"{field}.schema\" is required: the JSON Schema the output must match.");
+            var size = System.Text.Encoding.UTF8.GetByteCount(s.GetRawText());
+            if (size > limits.MaxGrammarBytes)
+                throw new FieldException($"{field}.schema", $"\"{field}.schema\" must be at most {limits.MaxGrammarBytes} bytes of JSON, got {size}.");
+            return new JsonSchemaFormat { Name = name, Schema = s.Clone(), Strict = strict };
         }
 
         private void RejectUnsupported()

@@ -33,6 +33,12 @@ public sealed record JobRequest
     /// <summary>Deadline in milliseconds from when the job was published (or received).</summary>
     public int? TimeoutMs { get; init; }
 
+    /// <summary>Constrains the output to JSON, optionally matching a schema (see <see cref="Contracts.ResponseFormat"/>).</summary>
+    public ResponseFormat? ResponseFormat { get; init; }
+
+    /// <summary>A GBNF grammar (start rule <c>root</c>) the output must follow; exclusive with a JSON <see cref="ResponseFormat"/>.</summary>
+    public string? Grammar { get; init; }
+
     /// <summary>Small object echoed in the result.</summary>
     public JsonElement? Metadata { get; init; }
 }

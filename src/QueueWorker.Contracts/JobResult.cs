@@ -27,6 +27,11 @@ public sealed record JobResult
     public required string Status { get; init; }
     public string? Text { get; init; }
     public string? FinishReason { get; init; }
+    /// <summary>
+    /// The text parsed as JSON, for a job with a JSON <c>response_format</c> whose output is complete JSON; omitted when
+    /// the output was cut short (e.g. <c>finish_reason: length</c>), with a warning saying so.
+    /// </summary>
+    public JsonElement? Parsed { get; init; }
     public JobError? Error { get; init; }
     public Usage? Usage { get; init; }
     public Timings? Timings { get; init; }

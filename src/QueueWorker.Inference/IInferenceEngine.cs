@@ -68,7 +68,15 @@ public sealed record GenerationRequest
     /// Called on the scheduler thread: it must be quick and must not block; an exception is logged and ignored.
     /// </summary>
     public Action<string>? OnText { get; init; }
+    /// <summary>A grammar the output must follow (sampling is constrained by it), from the job's response_format or grammar.</summary>
+    public GrammarConstraint? Grammar { get; init; }
 }
+
+/// <summary>A GBNF grammar (start rule <c>root</c>) that constrains sampling.</summary>
+/// <param name="Gbnf">The grammar text.</param>
+/// <param name="Field">The job field it came from, named in the error when llama.cpp cannot compile it.</param>
+/// <param name="Json">The output is JSON: the result carries it parsed.</param>
+public sealed record GrammarConstraint(string Gbnf, string Field, bool Json);
 
 public sealed record GenerationResult
 {
@@ -90,9 +98,12 @@ public sealed record GenerationResult
 }
 
 /// <summary>A job that cannot succeed; <see cref="Code"/> is one of <see cref="ErrorCodes"/>.</summary>
-public sealed class InferenceException(string code, string message) : Exception(message)
+public sealed class InferenceException(string code, string message, string? field = null) : Exception(message)
 {
     public string Code { get; } = code;
+
+    /// <summary>The job field at fault, when one is.</summary>
+    public string? Field { get; } = field;
 }
 
 /// <summary>The configuration the engine actually runs with, and why (logged at startup, echoed in results).</summary>

@@ -1,4 +1,5 @@
 using LLama.Native;
+using QueueWorker.Inference.Grammar;
 
 namespace QueueWorker.Inference;
 
@@ -12,6 +13,8 @@ internal sealed class InferenceJob(GenerationRequest request, LLamaToken[] promp
     /// <summary><see cref="TimeProvider.GetTimestamp"/> at submission.</summary>
     public long SubmittedAt { get; } = submittedAt;
     public CancellationToken CancellationToken { get; } = cancellationToken;
+    /// <summary>The compiled grammar of <see cref="GenerationRequest.Grammar"/>; the job's sampler gets a copy of it.</summary>
+    public GrammarPrototype? Grammar { get; init; }
 
     /// <summary>KV cells the job may hold at most: its prompt plus every token it may generate.</summary>
     public int KvNeed => Prompt.Length + Request.MaxTokens;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using QueueWorker.Contracts;
+using QueueWorker.Inference.Grammar;
 
 namespace QueueWorker.Inference;
 
@@ -21,6 +22,7 @@ public static class JobMapping
             MaxTokens = job.MaxTokens ?? throw new ArgumentException("A parsed job always has max_tokens.", nameof(job)),
             Stop = job.Stop ?? [],
             Deadline = deadline,
+            Grammar = SchemaGrammars.For(job),
             Sampling = new SamplingParams
             {
                 Temperature = job.Temperature ?? defaults.Temperature,
@@ -37,7 +39,44 @@ public static class JobMapping
     }
 
     /// <summary>A completed result with usage and timings (see the README's definition of each timing).</summary>
-    public static JobResult ToCompleted(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata) => new()
+    /// <param name="json">The job asked for JSON (<c>response_format</c>): the result carries the text parsed, or a warning when it is not complete JSON.</param>
+    public static JobResult ToCompleted(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata, bool json = false)
+    {
+        ArgumentNullException.ThrowIfNull(generated);
+        var (parsed, warning) = json ? ParseJson(generated) : (null, null);
+        return Completed(id, generated, queuedMs, totalMs, worker, metadata) with { Parsed = parsed, Warnings = warning is null ? null : [warning] };
+    }
+
+    /// <summary>
+    /// The output of a JSON job, parsed. Sampling followed the grammar, so output that ended on its own is complete; one
+    /// cut short (max_tokens, a stop string, the deadline) usually is not, and is reported as such rather than as data.
+    /// </summary>
+    public static (JsonElement? Parsed, string? Warning) ParseJson(GenerationResult generated)
+    {
+        ArgumentNullException.ThrowIfNull(generated);
+        try
+        {
+            using var doc = JsonDocument.Parse(generated.Text, new JsonDocumentOptions { MaxDepth = 256 });
+            var parsed = doc.RootElement.Clone();
+            // A "\ud800" escape is JSON text but no Unicode string: it could not be written back into the result.
+            return JobSerializer.IsWritable(parsed)
+                ? (parsed, null)
+                : (null, "response_format: the output escapes a lone UTF-16 surrogate (\\uD800-\\uDFFF); \"parsed\" is omitted and \"text\" holds the output.");
+        }
+        catch (JsonException)
+        {
+            var why = generated.FinishReason switch
+            {
+                FinishReasons.Length => "max_tokens was reached before the JSON was complete",
+                FinishReasons.Timeout => "the deadline passed before the JSON was complete",
+                FinishReasons.StopSequence => "a stop string cut the JSON short",
+                _ => "the output does not parse as JSON",
+            };
+            return (null, $"response_format: {why} (finish_reason {generated.FinishReason}); \"parsed\" is omitted and \"text\" holds the partial output.");
+        }
+    }
+
+    private static JobResult Completed(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata) => new()
     {
         Id = id,
         Status = JobStatus.Completed,
@@ -61,7 +100,7 @@ public static class JobMapping
 
     /// <summary>The failed result's error for a job the engine refused.</summary>
     public static JobError ToError(InferenceException ex) =>
-        new(ex.Code, ex.Message, ex.Code == ErrorCodes.PromptTooLong ? "prompt" : null);
+        new(ex.Code, ex.Message, ex.Field ?? (ex.Code == ErrorCodes.PromptTooLong ? "prompt" : null));
 
     public static double Round(double ms) => Math.Round(ms, 3);
 

@@ -23,7 +23,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
     private Running? _running;
 
-    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler);
+    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler, Grammar.GrammarCache Grammars);
 
     public LlamaEngine(ModelOptions model, InferenceOptions inference, ILogger<LlamaEngine>? logger = null, TimeProvider? timeProvider = null)
     {
@@ -105,7 +105,8 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
 
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt);
-                _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler);
+                _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,
+                    new Grammar.GrammarCache(model, GrammarCacheSize));
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);
                 scheduler.Start();
@@ -161,6 +162,9 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
 
     private static readonly TimeSpan DisposeTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>Compiled grammars kept (distinct schemas in flight at once are few; each costs a copy of its rules).</summary>
+    private const int GrammarCacheSize = 32;
+
     /// <summary>Prompt tokens <paramref name="request"/> renders to (BOS included), e.g. to size a job before sending it.</summary>
     public int CountPromptTokens(GenerationRequest request) => RunningOrThrow().Renderer.Render(request).Length;
 
@@ -188,7 +192,9 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         // sets one. Direct callers (the bench, engine tests) may not: they get the same hard cap from submission.
         var deadline = request.Deadline ?? now.AddSeconds(_options.MaxJobSeconds);
 
-        var job = new InferenceJob(request, prompt, deadline, _time.GetTimestamp(), cancellationToken);
+        // Compiled (or found in the cache) on the caller's thread too; a grammar llama.cpp refuses fails the job here.
+        var grammar = request.Grammar is { } constraint ? running.Grammars.Get(constraint) : null;
+        var job = new InferenceJob(request, prompt, deadline, _time.GetTimestamp(), cancellationToken) { Grammar = grammar };
         using var registration = cancellationToken.UnsafeRegister(static state => ((InferenceJob)state!).OnCancelled(), job);
         if (!running.Scheduler.TryEnqueue(job)) throw new OperationCanceledException("The inference engine is stopping or its scheduler failed: the job was not started.");
         return await job.Completion.Task.ConfigureAwait(false);

@@ -8,11 +8,20 @@ internal static class SamplerFactory
     /// <summary>Tokens of history the repeat penalty looks at (llama.cpp's default).</summary>
     public const int PenaltyWindow = 64;
 
-    public static SafeLLamaSamplerChainHandle Create(SamplingParams p, ReadOnlySpan<LLamaToken> prompt)
+    /// <param name="grammar">A compiled grammar: a copy of it masks every token it does not allow, before any other stage.</param>
+    public static SafeLLamaSamplerChainHandle Create(SamplingParams p, ReadOnlySpan<LLamaToken> prompt, Grammar.GrammarPrototype? grammar = null)
     {
         var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
         var penalize = p.RepeatPenalty != 1f;
         if (penalize) chain.AddPenalties(PenaltyWindow, p.RepeatPenalty, 0f, 0f);
+        // The penalty window covers the end of the prompt too, as in llama.cpp's server. Accepted before the grammar
+        // joins the chain: the prompt is not output, and a grammar fed it would reject it.
+        // (Sample() accepts each sampled token itself: no extra Accept after it.)
+        if (penalize)
+        {
+            foreach (var t in prompt[Math.Max(0, prompt.Length - PenaltyWindow)..]) chain.Accept(t);
+        }
+        if (grammar is not null) Grammar.GrammarNative.AddClone(chain, grammar);
         if (p.Temperature <= 0f)
         {
             chain.AddGreedySampler();
@@ -24,12 +33,6 @@ internal static class SamplerFactory
             if (p.MinP > 0f) chain.AddMinP(p.MinP, 1);
             chain.AddTemperature(p.Temperature);
             chain.AddDistributionSampler(p.Seed);
-        }
-        // The penalty window covers the end of the prompt too, as in llama.cpp's server.
-        // (Sample() accepts each sampled token itself: no extra Accept after it.)
-        if (penalize)
-        {
-            foreach (var t in prompt[Math.Max(0, prompt.Length - PenaltyWindow)..]) chain.Accept(t);
         }
         return chain;
     }

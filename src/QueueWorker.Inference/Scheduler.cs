@@ -260,7 +260,7 @@ internal sealed class Scheduler
         }
         var slot = plan.Target!;
         // The target's cells are arranged (and the source's copied) before evictions, which may include the source.
-        slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt), _step);
+        slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt, job.Grammar), _step);
         foreach (var evicted in plan.Evict ?? []) evicted.Evict();
         Log.JobAdmitted(_logger, job.Request.JobId, slot.Id, job.Prompt.Length, plan.Reuse, plan.Source?.Id ?? -1, slot.WaitMs);
     }

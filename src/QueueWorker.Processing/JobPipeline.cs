@@ -135,7 +135,8 @@ public sealed class JobPipeline
             // 4. Result.
             StageHook?.Invoke(JobStage.Result);
             var totalMs = _time.GetElapsedTime(started).TotalMilliseconds;
-            var result = JobMapping.ToCompleted(id, generated, QueuedMs(arrival, generated.WaitMs), totalMs, _identity.Describe(_engine.Info), metadata);
+            var result = JobMapping.ToCompleted(id, generated, QueuedMs(arrival, generated.WaitMs), totalMs, _identity.Describe(_engine.Info), metadata,
+                json: job.ResponseFormat?.IsJson == true);
             StageHook?.Invoke(JobStage.Observe);
             _observer.JobCompleted(result);
             Log.JobCompleted(_logger, id, generated.FinishReason, generated.PromptTokens, generated.CompletionTokens, totalMs);

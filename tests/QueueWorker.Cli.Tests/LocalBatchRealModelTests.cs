@@ -40,8 +40,14 @@ public sealed class LocalBatchRealModelTests(BrokerFixture broker) : IDisposable
 
         Assert.True(run.ExitCode == 1, run.ToString());   // the sample's broken line
         var lines = Lines(output);
-        Assert.Equal(7, lines.Count);
+        Assert.Equal(8, lines.Count);
         var byId = ByCustomId(lines);
+        // The extraction request's schema constrains the output: a complete JSON object, parsed.
+        var extract = byId["extract-1"].GetProperty("response").GetProperty("body").GetProperty("choices")[0];
+        Assert.Equal("stop", extract.GetProperty("finish_reason").GetString());
+        var parsed = extract.GetProperty("parsed");
+        Assert.Equal(JsonValueKind.String, parsed.GetProperty("hero").ValueKind);
+        Assert.Contains(parsed.GetProperty("happy_ending").ValueKind, new[] { JsonValueKind.True, JsonValueKind.False });
         // Greedy from "Once upon a time" the model writes about a little girl named Lily.
         var story = byId["story-1"].GetProperty("response").GetProperty("body");
         var text = story.GetProperty("choices")[0].GetProperty("text").GetString()!;

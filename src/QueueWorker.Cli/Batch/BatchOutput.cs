@@ -35,6 +35,8 @@ internal sealed record CompletionBody
     public Timings? Timings { get; init; }
     public WorkerInfo? Worker { get; init; }
     public JsonElement? Metadata { get; init; }
+    /// <summary>The worker's warnings (e.g. a JSON output cut short by max_tokens).</summary>
+    public IReadOnlyList<string>? Warnings { get; init; }
 }
 
 internal sealed record CompletionChoice
@@ -47,6 +49,8 @@ internal sealed record CompletionChoice
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
     public JsonElement? Logprobs { get; init; }
     public required string FinishReason { get; init; }
+    /// <summary>QueueWorker's addition: the output parsed, for a request with a JSON <c>response_format</c> whose output is complete.</summary>
+    public JsonElement? Parsed { get; init; }
 }
 
 internal sealed record AssistantMessage(string Role, string Content);
@@ -78,8 +82,8 @@ internal static class OpenAiBatchMapper
 
         var text = result.Text ?? "";
         var choice = request.Kind == RequestKind.Chat
-            ? new CompletionChoice { Index = 0, Message = new AssistantMessage("assistant", text), FinishReason = FinishReason(result.FinishReason) }
-            : new CompletionChoice { Index = 0, Text = text, FinishReason = FinishReason(result.FinishReason) };
+            ? new CompletionChoice { Index = 0, Message = new AssistantMessage("assistant", text), FinishReason = FinishReason(result.FinishReason), Parsed = result.Parsed }
+            : new CompletionChoice { Index = 0, Text = text, FinishReason = FinishReason(result.FinishReason), Parsed = result.Parsed };
         var usage = result.Usage ?? new Usage(0, 0, 0);
         var body = new CompletionBody
         {
@@ -92,6 +96,7 @@ internal static class OpenAiBatchMapper
             Timings = result.Timings,
             Worker = result.Worker,
             Metadata = result.Metadata,
+            Warnings = result.Warnings,
         };
         return new BatchOutputLine(NewLineId(), request.CustomId, new BatchResponse(200, result.Id, body), null);
     }

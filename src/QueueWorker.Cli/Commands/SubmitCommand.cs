@@ -74,6 +74,18 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         [CommandOption("--json")]
         [Description("Print the worker's whole result as JSON (one line) instead of the text.")]
         public bool Json { get; set; }
+
+        [CommandOption("--schema <FILE>")]
+        [Description("Constrain the output to JSON valid against this JSON Schema file (response_format json_schema; the file may also be OpenAI's {\"name\", \"schema\", \"strict\"}).")]
+        public string? Schema { get; set; }
+
+        [CommandOption("--json-object")]
+        [Description("Constrain the output to a JSON object (response_format json_object).")]
+        public bool JsonObject { get; set; }
+
+        [CommandOption("--grammar <FILE>")]
+        [Description("Constrain the output with this GBNF grammar file (start rule root).")]
+        public string? Grammar { get; set; }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellationToken)
@@ -116,6 +128,7 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
             return ExitCodes.JobFailed;
         }
         if (!settings.Json) await console.Out.WriteLineAsync(result.Text);
+        foreach (var warning in result.Warnings ?? []) console.Message($"warning: {warning}");
         console.Message(Summary(result));
         return result.FinishReason == FinishReasons.Timeout ? ExitCodes.Timeout : ExitCodes.Ok;
     }
@@ -155,6 +168,7 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         if (s.Seed is { } seed) body["seed"] = seed;
         if (s.Stop.Length > 0) body["stop"] = new JsonArray(s.Stop.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray());
         body["timeout_ms"] = (int)Math.Ceiling(s.Timeout * 1000);
+        await AddStructuredOutputAsync(body, s, cancellationToken);
         if (s.Metadata is not null)
         {
             try
@@ -167,6 +181,63 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
             }
         }
         return body;
+    }
+
+    /// <summary>--schema, --json-object, --grammar. A schema is converted here too, so a refused keyword is reported before anything is sent.</summary>
+    private static async Task AddStructuredOutputAsync(JsonObject body, Settings s, CancellationToken cancellationToken)
+    {
+        var given = (s.Schema is null ? 0 : 1) + (s.JsonObject ? 1 : 0) + (s.Grammar is null ? 0 : 1);
+        if (given > 1) throw new CliException("give at most one of --schema, --json-object and --grammar.");
+        if (s.JsonObject) body["response_format"] = new JsonObject { ["type"] = "json_object" };
+        if (s.Grammar is not null) body["grammar"] = await ReadFileAsync("--grammar", s.Grammar, cancellationToken);
+        if (s.Schema is null) return;
+
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(await ReadFileAsync("--schema", s.Schema, cancellationToken));
+        }
+        catch (JsonException ex)
+        {
+            throw new CliException($"--schema {s.Schema}: not valid JSON ({ex.Message}).", ExitCodes.Usage, ex);
+        }
+        if (node is not JsonObject schemaFile) throw new CliException($"--schema {s.Schema}: a JSON Schema is an object.", ExitCodes.Usage);
+        // OpenAI's json_schema object ({"name", "schema", "strict"}) or a bare schema.
+        var wrapped = schemaFile["schema"] is JsonObject && schemaFile.ContainsKey("name");
+        var jsonSchema = wrapped ? (JsonObject)schemaFile.DeepClone() : new JsonObject
+        {
+            ["name"] = SchemaName(s.Schema),
+            ["schema"] = schemaFile.DeepClone(),
+            ["strict"] = true,
+        };
+        try
+        {
+            QueueWorker.Inference.Grammar.JsonSchemaToGbnf.Convert(jsonSchema["schema"]!.ToJsonString());
+        }
+        catch (QueueWorker.Inference.Grammar.SchemaNotSupportedException ex)
+        {
+            throw new CliException($"--schema {s.Schema}: {ex.Message}", ExitCodes.Usage, ex);
+        }
+        body["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = jsonSchema };
+    }
+
+    /// <summary>OpenAI's name rule (letters, digits, '_', '-', at most 64) applied to the file name.</summary>
+    private static string SchemaName(string path)
+    {
+        var name = new string(Path.GetFileNameWithoutExtension(path).Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_').ToArray());
+        return name.Length == 0 ? "schema" : name[..Math.Min(name.Length, 64)];
+    }
+
+    private static async Task<string> ReadFileAsync(string flag, string path, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await File.ReadAllTextAsync(path, Encoding.UTF8, cancellationToken);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException)
+        {
+            throw new CliException($"{flag} {path}: {ex.Message}", ExitCodes.Usage, ex);
+        }
     }
 
     private static async Task<JsonNode> ReadMessagesAsync(string path, CancellationToken cancellationToken)
@@ -200,6 +271,7 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         "timeout_ms" => "--timeout",
         _ when field.StartsWith("messages", StringComparison.Ordinal) => "--messages",
         _ when field.StartsWith("stop", StringComparison.Ordinal) => "--stop",
+        _ when field.StartsWith("response_format", StringComparison.Ordinal) => "--schema/--json-object",
         _ => "--" + field.Replace('_', '-'),
     };
 

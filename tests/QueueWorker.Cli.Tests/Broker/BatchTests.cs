@@ -39,9 +39,9 @@ public sealed class BatchTests(BrokerFixture broker, Xunit.Abstractions.ITestOut
         // The broken line makes the run "finished with failures".
         Assert.True(run.ExitCode == 1, run.ToString());
         var lines = Lines(output);
-        Assert.Equal(7, lines.Count);
+        Assert.Equal(8, lines.Count);
         var byId = ByCustomId(lines);
-        Assert.Equal(["bare-1", "chat-1", "chat-2", "story-1", "story-2", "story-3"], byId.Keys.Order());
+        Assert.Equal(["bare-1", "chat-1", "chat-2", "extract-1", "story-1", "story-2", "story-3"], byId.Keys.Order());
 
         var story = byId["story-1"].GetProperty("response");
         Assert.Equal(200, story.GetProperty("status_code").GetInt32());
