@@ -491,7 +491,7 @@ public sealed class JobPipelineTests
     {
         public int Calls { get; private set; }
 
-        public void JobCompleted(JobResult result)
+        public void JobCompleted(JobResult result, string tenant)
         {
             Calls++;
             throw new InvalidOperationException("metrics down");
