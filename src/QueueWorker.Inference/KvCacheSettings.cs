@@ -46,4 +46,27 @@ public static class KvCacheSettings
     /// <summary>KV cache bytes of <paramref name="cells"/> cells: per layer, K and V of every KV head.</summary>
     public static double Bytes(int cells, int layers, int kvEmbedding, string typeK, string typeV) =>
         (double)cells * layers * kvEmbedding * (Types[typeK].BytesPerElement + Types[typeV].BytesPerElement);
+
+    /// <summary>
+    /// The rule only the loaded model can answer: a quantized cache stores each head's row in blocks of 32 values, so the
+    /// head size must be a multiple of 32 (llama.cpp aborts the whole process otherwise). Null when the settings fit.
+    /// </summary>
+    public static string? CheckModel(InferenceOptions o, IReadOnlyDictionary<string, string> metadata)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        ArgumentNullException.ThrowIfNull(metadata);
+        if (Types[o.TypeK].Type == GGMLType.GGML_TYPE_F16 && Types[o.TypeV].Type == GGMLType.GGML_TYPE_F16) return null;
+        var arch = metadata.TryGetValue("general.architecture", out var a) ? a : "llama";
+        int Read(string key) => metadata.TryGetValue($"{arch}.{key}", out var v)
+            && int.TryParse(v, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : 0;
+        var heads = Read("attention.head_count");
+        var headK = Read("attention.key_length") is > 0 and var k ? k : heads > 0 ? Read("embedding_length") / heads : 0;
+        var headV = Read("attention.value_length") is > 0 and var v ? v : headK;
+        const string S = InferenceOptions.Section;
+        if (Types[o.TypeK].Type != GGMLType.GGML_TYPE_F16 && headK % 32 != 0)
+            return $"{S}:TypeK = {o.TypeK} needs attention heads of a multiple of 32 values, but this model's K heads have {headK}: use {S}:TypeK = f16.";
+        if (Types[o.TypeV].Type != GGMLType.GGML_TYPE_F16 && headV % 32 != 0)
+            return $"{S}:TypeV = {o.TypeV} needs attention heads of a multiple of 32 values, but this model's V heads have {headV}: use {S}:TypeV = f16.";
+        return null;
+    }
 }

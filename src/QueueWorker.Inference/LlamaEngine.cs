@@ -103,6 +103,8 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 Log.ModelLoaded(_logger, Stopwatch.GetElapsedTime(started).TotalMilliseconds, model.Description, model.ParameterCount,
                     model.SizeInBytes, model.LayerCount, model.Vocab.Count, model.ContextSize);
 
+                if (KvCacheSettings.CheckModel(_options, weights.Metadata) is { } kvError)
+                    throw new InvalidOperationException($"Model:Path = '{path}': {kvError}");
                 context = weights.CreateContext(parameters);
                 var handle = context.NativeHandle;
                 Log.ContextCreated(_logger, _options.Slots, _options.ContextSize, handle.ContextSize, handle.BatchSize, _options.PrefixReuse);
