@@ -14,7 +14,8 @@ public sealed record BenchPlan(
     IReadOnlyList<string> Quants,
     IReadOnlyList<int> BatchJobs,
     int CompetingLoadProcesses,
-    bool Mmap = true);
+    bool Mmap = true,
+    int MmapIdleSeconds = 0);
 
 public sealed record ModelInfo(string Path, string Source, long FileBytes, ulong Parameters, string Quant);
 

@@ -34,6 +34,7 @@ internal sealed class FakeEngine : IInferenceEngine
         PromptMs = 10,
         FirstTokenMs = 12,
         GenerationMs = 30,
+        CpuMs = 42.1234,
     };
 }
 
