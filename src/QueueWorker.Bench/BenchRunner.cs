@@ -37,12 +37,13 @@ public sealed class BenchRunner(
     public const string Batch = "batch";
     public const string Blas = "blas";
     public const string Worker = "worker";
+    public const string Kv = "kv";
 
     /// <summary>What a plain <c>qwbench</c> measures: the seed's claims.</summary>
     public static IReadOnlyList<string> DefaultSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
 
     /// <summary>Every section; <see cref="Worker"/> (the worker's throughput targets, through the real worker and a broker) is opt-in.</summary>
-    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Worker];
+    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Kv, Worker];
 
     public async Task<IReadOnlyList<SectionResult>> RunAsync(CancellationToken cancellationToken)
     {
@@ -56,6 +57,7 @@ public sealed class BenchRunner(
                 Mmap => await RunMmapAsync(cancellationToken),
                 Quant => await RunQuantAsync(cancellationToken),
                 Batch => await RunBatchAsync(cancellationToken),
+                Kv => await RunKvAsync(cancellationToken),
                 Blas => null, // Nothing to time: the backend is described in the report.
                 Worker => null, // WorkerBenchRunner: it needs the worker binary and a broker.
                 _ => throw new ArgumentException($"unknown section '{section}'"),
@@ -75,7 +77,7 @@ public sealed class BenchRunner(
 
     private async Task<SectionResult> RunContextAsync(CancellationToken ct)
     {
-        using var model = await BenchModel.LoadAsync(mainModel, mmap: true, ct);
+        using var model = await BenchModel.LoadAsync(mainModel, plan.Mmap, ct);
         var job = plan.Job;
         var dynamic = Math.Max(256, RoundUp(job.PromptTokens + job.GenTokens, 256));
         var sizes = new List<(string Name, int Size)> { ("2048", 2048), ("512", 512), ($"dynamic ({dynamic})", dynamic) };
@@ -119,7 +121,7 @@ public sealed class BenchRunner(
 
     private async Task<SectionResult> RunThreadsAsync(CancellationToken ct)
     {
-        using var model = await BenchModel.LoadAsync(mainModel, mmap: true, ct);
+        using var model = await BenchModel.LoadAsync(mainModel, plan.Mmap, ct);
         var all = plan.AllThreads;
         var fewer = Math.Max(1, all - 1);
         var load = plan.CompetingLoadProcesses;
@@ -187,6 +189,16 @@ public sealed class BenchRunner(
                     m.Add((Metrics.SecondJobMs, second.TotalMs));
                     m.Add((Metrics.PrefillTps, second.PrefillTps));
                     m.Add((Metrics.DecodeTps, second.DecodeTps));
+                    if (plan.MmapIdleSeconds > 0)
+                    {
+                        // The kernel reclaims file-backed pages left unused for a while (DAMON pageout after ~60 s on the
+                        // project machine, a container near its memory limit sooner): a job right after load never sees it.
+                        await Task.Delay(TimeSpan.FromSeconds(plan.MmapIdleSeconds), ct);
+                        var faults0 = ProcessMemory.MajorFaults();
+                        var third = await RunAsync(ctx, model, rep + 2, ct);
+                        m.Add((Metrics.DecodeAfterIdleTps, third.DecodeTps));
+                        if (faults0 is { } f0 && ProcessMemory.MajorFaults() is { } f1) m.Add((Metrics.MajorFaultsAfterIdle, f1 - f0));
+                    }
                 }
 
                 using (var warm = await BenchModel.LoadAsync(mainModel, mmap, ct))
@@ -202,6 +214,9 @@ public sealed class BenchRunner(
                     ? "cold = the model file's pages dropped from the OS page cache first (posix_fadvise DONTNEED), as after a reboot; warm = loaded again right after."
                     : "the page cache could not be dropped here: 'cold' loads may be warm.",
                 "RSS counts a memory-mapped model as file-backed pages (shared, reclaimable by the OS); without mmap the weights are private anonymous memory.",
+                plan.MmapIdleSeconds > 0
+                    ? $"after idle = one more job after {plan.MmapIdleSeconds} s without work (--mmap-idle): major page faults count the weights read back from the file, a figure the machine's load does not change."
+                    : "no job after idle (--mmap-idle 0): reclaim of memory-mapped weights, the cost mmap has on a machine under memory pressure or DAMON pageout, is not measured.",
             };
             var configs = modes.Select(m => new ConfigResult(m.Name, samples[m.Name].Summarize(), new Dictionary<string, string>())).ToList();
             return new SectionResult(Mmap, "Memory-mapped loading", $"per repetition: load, first job, second job of {Describe(plan.Job)}; then a warm reload", configs, notes);
@@ -265,7 +280,7 @@ public sealed class BenchRunner(
 
     private async Task<SectionResult> RunBatchAsync(CancellationToken ct)
     {
-        using var model = await BenchModel.LoadAsync(mainModel, mmap: true, ct);
+        using var model = await BenchModel.LoadAsync(mainModel, plan.Mmap, ct);
         var max = plan.BatchJobs.Max();
         var runners = new List<IBatchRunner> { new RawBatchRunner(model, max, plan.Job, plan.AllThreads) };
         try
@@ -323,6 +338,62 @@ public sealed class BenchRunner(
                 await r.DisposeAsync();
             }
 
+            progress.EndSection();
+        }
+    }
+
+    /// <summary>
+    /// The worker's <c>Inference:TypeK</c>/<c>TypeV</c>/<c>FlashAttention</c>: one context each on the same loaded model,
+    /// one job per repetition, round-robin. KV MB is computed from the model's shapes (what llama.cpp allocates for the
+    /// context's cells); context memory MB is the RSS growth when the context was made (KV + compute buffers).
+    /// </summary>
+    private async Task<SectionResult> RunKvAsync(CancellationToken ct)
+    {
+        using var model = await BenchModel.LoadAsync(mainModel, plan.Mmap, ct);
+        var specs = new List<(string Name, string K, string V, string Fa)>
+        {
+            ("f16 · flash attention off", "f16", "f16", "off"),
+            ("f16 · flash attention on", "f16", "f16", "on"),
+            ("q8_0 · flash attention on", "q8_0", "q8_0", "on"),
+            ("q4_0 · flash attention on", "q4_0", "q4_0", "on"),
+        };
+        var meta = model.Weights.Metadata;
+        int Meta(string key) => meta.TryGetValue(key, out var v) && int.TryParse(v, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : 0;
+        var arch = meta.TryGetValue("general.architecture", out var a) ? a : "llama";
+        var heads = Math.Max(1, Meta($"{arch}.attention.head_count"));
+        var kvHeads = Meta($"{arch}.attention.head_count_kv") is > 0 and var kh ? kh : heads;
+        var kvEmbedding = Meta($"{arch}.embedding_length") / heads * kvHeads;
+        var layers = Meta($"{arch}.block_count");
+        var contexts = new List<(string Name, BenchContext Ctx, double RssMb, double KvMb)>();
+        try
+        {
+            foreach (var (name, k, v, fa) in specs)
+            {
+                var before = ProcessMemory.Read().TotalMb;
+                var ctx = new BenchContext(model, new ContextSpec(plan.ContextSize, plan.AllThreads, TypeK: k, TypeV: v, FlashAttention: fa));
+                contexts.Add((name, ctx, ProcessMemory.Read().TotalMb - before,
+                    QueueWorker.Inference.KvCacheSettings.Bytes(plan.ContextSize, layers, kvEmbedding, k, v) / 1048576.0));
+            }
+
+            progress.BeginSection("KV cache and flash attention", Steps(contexts.Count));
+            var samples = await InterleaveAsync(contexts.Select(c => (c.Name, c.Ctx)).ToList(), (ctx, rep) => JobAsync(ctx, model, rep, ct), ct);
+            var configs = contexts.Select(c =>
+            {
+                samples[c.Name].Add(Metrics.KvMb, c.KvMb);
+                samples[c.Name].Add(Metrics.ContextRssMb, Math.Max(0, c.RssMb));
+                return new ConfigResult(c.Name, samples[c.Name].Summarize(), Details(c.Ctx));
+            }).ToList();
+            var notes = new List<string>
+            {
+                $"KV MB = context {plan.ContextSize} cells × {layers} layers × {kvEmbedding} K/V values × bytes per value (f16 2, q8_0 34/32, q4_0 18/32), K and V.",
+                "A quantized V cache needs flash attention (llama.cpp refuses it otherwise; the worker says so at start, naming Inference:TypeV and Inference:FlashAttention).",
+                $"Decode attends over the prompt's cells only: a longer prompt (--prompt-tokens) weighs the KV type more than the {plan.Job.PromptTokens} tokens here.",
+            };
+            return new SectionResult(Kv, "KV cache type and flash attention", $"one job of {Describe(plan.Job)} per repetition, {plan.AllThreads} threads, context {plan.ContextSize}", configs, notes);
+        }
+        finally
+        {
+            contexts.ForEach(c => c.Ctx.Dispose());
             progress.EndSection();
         }
     }

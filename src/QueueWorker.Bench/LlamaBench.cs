@@ -100,7 +100,11 @@ public sealed class BenchModel : IDisposable
 }
 
 /// <summary>How a context is made: the knobs the seed's claims are about.</summary>
-public sealed record ContextSpec(int ContextSize, int? Threads, int Sequences = 1, int BatchSize = 512);
+/// <param name="TypeK">K cache type, a name of <c>QueueWorker.Inference.KvCacheSettings.Types</c> (the worker's <c>Inference:TypeK</c>).</param>
+/// <param name="TypeV">V cache type (<c>Inference:TypeV</c>).</param>
+/// <param name="FlashAttention">auto, on or off (<c>Inference:FlashAttention</c>).</param>
+public sealed record ContextSpec(int ContextSize, int? Threads, int Sequences = 1, int BatchSize = 512,
+    string TypeK = "f16", string TypeV = "f16", string FlashAttention = "auto");
 
 /// <summary>
 /// One llama context and a raw decode loop over it: LLamaBatch in, greedy sampling out, as FACTS.md's
@@ -121,6 +125,9 @@ public sealed class BenchContext : IDisposable
             BatchSize = (uint)spec.BatchSize,
             UBatchSize = (uint)spec.BatchSize,
             SeqMax = (uint)spec.Sequences,
+            TypeK = QueueWorker.Inference.KvCacheSettings.Types[spec.TypeK].Type,
+            TypeV = QueueWorker.Inference.KvCacheSettings.Types[spec.TypeV].Type,
+            FlashAttention = QueueWorker.Inference.KvCacheSettings.FlashAttentionModes[spec.FlashAttention],
         };
         if (spec.Threads is { } t)
         {

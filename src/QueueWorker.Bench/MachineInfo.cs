@@ -124,6 +124,25 @@ public sealed record BackendInfo(
 /// <summary>This process's resident memory, from /proc/self/status.</summary>
 public static class ProcessMemory
 {
+    /// <summary>
+    /// Major page faults of this process so far (<c>/proc/self/stat</c> field 12), or null off Linux: a memory-mapped
+    /// model whose pages were reclaimed reads them back from the file inside decode steps, one major fault each.
+    /// </summary>
+    public static long? MajorFaults()
+    {
+        try
+        {
+            var stat = File.ReadAllText("/proc/self/stat");
+            // Fields after the command name, which is in parentheses and may contain spaces: state is field 3.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[12 - 3], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
     public sealed record Rss(double TotalMb, double AnonMb, double FileMb);
 
     public static Rss Read()

@@ -27,6 +27,9 @@ public static class Metrics
     public const string RssMb = "rss_mb";
     public const string RssAnonMb = "rss_anon_mb";
     public const string RssFileMb = "rss_file_mb";
+    public const string KvMb = "kv_mb";
+    public const string DecodeAfterIdleTps = "decode_after_idle_tok_s";
+    public const string MajorFaultsAfterIdle = "major_faults_after_idle";
 
     /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
     public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal);
@@ -57,6 +60,9 @@ public static class Metrics
         RssMb => "RSS MB",
         RssAnonMb => "RSS anonymous MB",
         RssFileMb => "RSS file-backed MB",
+        KvMb => "KV cache MB (computed)",
+        DecodeAfterIdleTps => "decode tok/s after idle",
+        MajorFaultsAfterIdle => "major page faults in the job after idle",
         _ => metric,
     };
 }

@@ -13,7 +13,9 @@ public sealed record BenchPlan(
     IReadOnlyList<string> Sections,
     IReadOnlyList<string> Quants,
     IReadOnlyList<int> BatchJobs,
-    int CompetingLoadProcesses);
+    int CompetingLoadProcesses,
+    bool Mmap = true,
+    int MmapIdleSeconds = 0);
 
 public sealed record ModelInfo(string Path, string Source, long FileBytes, ulong Parameters, string Quant);
 

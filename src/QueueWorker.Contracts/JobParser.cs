@@ -153,6 +153,7 @@ public static class JobParser
                     Stop = ReadStop(),
                     TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
                     Metadata = metadata,
+                    User = ReadUser(),
                 };
                 job = ReadStructuredOutput(job);
                 return new ParseResult(job, null, id, metadata);
@@ -210,6 +211,15 @@ public static class JobParser
             if (size > limits.MaxMetadataBytes)
                 throw new FieldException("metadata", $"\"metadata\" must be at most {limits.MaxMetadataBytes} bytes of JSON, got {size}.");
             return v.Clone();
+        }
+
+        private string? ReadUser()
+        {
+            var user = OptionalString("user");
+            if (user is null) return null;
+            if (user.Length > JobRequest.MaxTenantLength)
+                throw new FieldException("user", $"\"user\" must be at most {JobRequest.MaxTenantLength} characters, got {user.Length}.");
+            return user;
         }
 
         private string? OptionalString(string name)

@@ -41,4 +41,21 @@ public sealed record JobRequest
 
     /// <summary>Small object echoed in the result.</summary>
     public JsonElement? Metadata { get; init; }
+
+    /// <summary>OpenAI's end-user id; the worker uses it only as the tenant of its CPU metric when <c>metadata.tenant</c> is absent.</summary>
+    public string? User { get; init; }
+
+    /// <summary>Longest <see cref="User"/> and <c>metadata.tenant</c> accepted, in characters.</summary>
+    public const int MaxTenantLength = 256;
+
+    /// <summary>
+    /// Who the job's CPU is billed to: <c>metadata.tenant</c> when it is a non-empty string, else <see cref="User"/>,
+    /// else <c>default</c>. The metrics bound how many distinct values become labels. Not a wire field.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string Tenant =>
+        Metadata is { ValueKind: JsonValueKind.Object } m && m.TryGetProperty("tenant", out var t) && t.ValueKind == JsonValueKind.String
+            && t.GetString() is { Length: > 0 } tenant
+            ? tenant
+            : string.IsNullOrEmpty(User) ? "default" : User;
 }

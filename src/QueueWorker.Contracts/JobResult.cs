@@ -71,6 +71,11 @@ public sealed record Timings
     public double GenerationMs { get; init; }
     public double TokensPerS { get; init; }
     public double TotalMs { get; init; }
+    /// <summary>
+    /// CPU time charged to the job: its share of every decode step it took part in (the process CPU time used during the
+    /// step, split by the job's tokens in the step), prefill included. Null in results that never reached the engine.
+    /// </summary>
+    public double? CpuMs { get; init; }
 }
 
 public sealed record WorkerInfo(string Id, string Model, int Threads, int Context, int Slots, string Version);

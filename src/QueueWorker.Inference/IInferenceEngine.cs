@@ -95,6 +95,11 @@ public sealed record GenerationResult
     public double FirstTokenMs { get; init; }
     /// <summary>From the first generated token to the last.</summary>
     public double GenerationMs { get; init; }
+    /// <summary>
+    /// The job's share of the CPU of every decode step it took part in, prefill included: the process CPU time used
+    /// during each step (wall × threads where that clock is missing), split over the step's tokens by how many were the job's.
+    /// </summary>
+    public double CpuMs { get; init; }
 }
 
 /// <summary>A job that cannot succeed; <see cref="Code"/> is one of <see cref="ErrorCodes"/>.</summary>
@@ -136,4 +141,19 @@ public sealed class EngineStats
     public void SetKvCellsInUse(int value) => Volatile.Write(ref _kvCellsInUse, value);
     public void SetWaitingJobs(int value) => Volatile.Write(ref _waiting, value);
     public void SetSteps(long value) => Volatile.Write(ref _steps, value);
+
+    private long _cpuMicroseconds;
+    private long _occupancyMicroseconds;
+
+    /// <summary>Process CPU time used during successful decode steps since start: the sum of the jobs' <c>cpu_ms</c>, cancelled jobs included.</summary>
+    public double CpuMs => Volatile.Read(ref _cpuMicroseconds) / 1000.0;
+
+    /// <summary>The same steps' wall time × llama.cpp threads: what the steps held, used or not (≥ <see cref="CpuMs"/> on a busy machine).</summary>
+    public double OccupancyMs => Volatile.Read(ref _occupancyMicroseconds) / 1000.0;
+
+    public void AddCpuMs(double cpuMs, double occupancyMs)
+    {
+        Interlocked.Add(ref _cpuMicroseconds, (long)Math.Round(cpuMs * 1000));
+        Interlocked.Add(ref _occupancyMicroseconds, (long)Math.Round(occupancyMs * 1000));
+    }
 }

@@ -12,6 +12,9 @@ public sealed class ModelOptions
     /// <summary>Memory-map the model file (llama.cpp's <c>use_mmap</c>); off reads it into memory.</summary>
     public bool UseMmap { get; set; } = true;
 
+    /// <summary>Lock the weights in RAM (llama.cpp's <c>use_mlock</c>): never paged out, but needs <c>RLIMIT_MEMLOCK</c> (or CAP_IPC_LOCK) for the model's size.</summary>
+    public bool UseMlock { get; set; }
+
     /// <summary>Chat template for models without one (a llama.cpp built-in name such as <c>chatml</c>, <c>llama2</c>, <c>zephyr</c>).</summary>
     public string? ChatTemplate { get; set; }
 
@@ -85,4 +88,13 @@ public sealed class InferenceOptions
 
     /// <summary>Reuse the KV cells of the longest cached prompt prefix of any slot (off: every job prefills its whole prompt).</summary>
     public bool PrefixReuse { get; set; } = true;
+
+    /// <summary>Type of the K cache: <c>f16</c>, <c>q8_0</c> or <c>q4_0</c> (see <see cref="KvCacheSettings"/>).</summary>
+    public string TypeK { get; set; } = "f16";
+
+    /// <summary>Type of the V cache: <c>f16</c>, <c>q8_0</c> or <c>q4_0</c>; a quantized V cache needs flash attention.</summary>
+    public string TypeV { get; set; } = "f16";
+
+    /// <summary>llama.cpp's flash attention: <c>auto</c> (llama.cpp decides per model and device), <c>on</c> or <c>off</c>.</summary>
+    public string FlashAttention { get; set; } = "auto";
 }

@@ -93,6 +93,7 @@ public static class JobMapping
             // The first token comes from prefill; the rest are decode steps.
             TokensPerS = Rate(generated.CompletionTokens - 1, generated.GenerationMs),
             TotalMs = Round(totalMs),
+            CpuMs = Round(generated.CpuMs),
         },
         Worker = worker,
         Metadata = metadata,

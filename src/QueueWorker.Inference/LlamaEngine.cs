@@ -59,7 +59,13 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
             Log.CpuBudgetChosen(_logger, budget.Threads, budget.BatchThreads, budget.Reason);
 
             NativeLog.Attach(_logger);
-            var loadMode = _modelOptions.UseMmap ? LLamaLoadMode.MemoryMap : LLamaLoadMode.None;
+            var loadMode = (_modelOptions.UseMmap, _modelOptions.UseMlock) switch
+            {
+                (true, true) => LLamaLoadMode.MemoryMapAndLock,
+                (true, false) => LLamaLoadMode.MemoryMap,
+                (false, true) => LLamaLoadMode.MemoryLock,
+                (false, false) => LLamaLoadMode.None,
+            };
             var parameters = new ModelParams(path)
             {
                 ContextSize = (uint)_options.ContextSize,
@@ -72,8 +78,12 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 LoadMode = loadMode,
                 // The admission accounting assumes one cell pool shared by all sequences.
                 KVUnified = true,
+                TypeK = KvCacheSettings.Types[_options.TypeK].Type,
+                TypeV = KvCacheSettings.Types[_options.TypeV].Type,
+                FlashAttention = KvCacheSettings.FlashAttentionModes[_options.FlashAttention],
             };
             Log.Loading(_logger, loadMode.ToString(), _modelOptions.UseMmap);
+            Log.KvCacheChosen(_logger, _options.TypeK, _options.TypeV, _options.FlashAttention);
 
             var started = Stopwatch.GetTimestamp();
             LLamaWeights weights;
@@ -93,6 +103,8 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 Log.ModelLoaded(_logger, Stopwatch.GetElapsedTime(started).TotalMilliseconds, model.Description, model.ParameterCount,
                     model.SizeInBytes, model.LayerCount, model.Vocab.Count, model.ContextSize);
 
+                if (KvCacheSettings.CheckModel(_options, weights.Metadata) is { } kvError)
+                    throw new InvalidOperationException($"Model:Path = '{path}': {kvError}");
                 context = weights.CreateContext(parameters);
                 var handle = context.NativeHandle;
                 Log.ContextCreated(_logger, _options.Slots, _options.ContextSize, handle.ContextSize, handle.BatchSize, _options.PrefixReuse);
@@ -104,7 +116,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 Log.ChatFormatChosen(_logger, format.Description);
 
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
-                    _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt);
+                    (budget.Threads, budget.BatchThreads), _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt);
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,
                     new Grammar.GrammarCache(model, GrammarCacheSize));
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,

@@ -68,4 +68,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1019, Level = LogLevel.Error, Message = "The scheduler did not stop within {Seconds} s (hung in llama.cpp?): leaving the model and context to the process exit")]
     public static partial void DisposeAbandoned(ILogger logger, double seconds);
+
+    [LoggerMessage(EventId = 1020, Level = LogLevel.Information, Message = "KV cache: K {TypeK}, V {TypeV}; flash attention {FlashAttention}")]
+    public static partial void KvCacheChosen(ILogger logger, string typeK, string typeV, string flashAttention);
 }

@@ -17,6 +17,7 @@ public sealed class InferenceOptionsValidator : IValidateOptions<InferenceOption
             errors.Add($"{S}:BatchSize = {o.BatchSize} must be at least {S}:Slots = {o.Slots}: every decode step carries one token per generating slot.");
         if (o.BatchSize > o.ContextSize)
             errors.Add($"{S}:BatchSize = {o.BatchSize} must be at most {S}:ContextSize = {o.ContextSize} (llama.cpp would silently lower it).");
+        errors.AddRange(KvCacheSettings.Validate(o));
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

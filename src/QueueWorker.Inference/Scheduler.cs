@@ -23,6 +23,8 @@ internal sealed class Scheduler
     private readonly int _contextSize;
     private readonly int _batchSize;
     private readonly bool _prefixReuse;
+    private readonly int _threads;
+    private readonly int _batchThreads;
 
     private readonly Channel<InferenceJob> _incoming = Channel.CreateUnbounded<InferenceJob>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<InferenceJob> _waiting = [];
@@ -39,8 +41,10 @@ internal sealed class Scheduler
     private long _step;
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
-        ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null)
+        (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null)
     {
+        _threads = threads.Threads;
+        _batchThreads = threads.BatchThreads;
         _stallOnPrompt = string.IsNullOrEmpty(stallOnPrompt) ? null : stallOnPrompt;
         _crashOnPrompt = string.IsNullOrEmpty(crashOnPrompt) ? null : crashOnPrompt;
         _ctx = ctx;
@@ -166,6 +170,7 @@ internal sealed class Scheduler
         }
 
         var started = _time.GetTimestamp();
+        var cpuStarted = ProcessCpuClock.NowMs();
         var result = _ctx.Decode(_batch);
         if (result == DecodeResult.NoKvSlot && EvictIdleCaches() is var evicted and > 0)
         {
@@ -181,8 +186,17 @@ internal sealed class Scheduler
             return;
         }
 
+        // The CPU the process really used during the step, not wall × threads: on a shared machine a llama.cpp thread
+        // waiting for a core adds wall time but no CPU (measured: wall × threads was 3–6× the CPU at load 30 on 2
+        // cores). Threads spinning at llama.cpp's barriers do burn CPU and are counted. Without the clock, wall ×
+        // threads: llama.cpp runs a one-token micro-batch with its generation threads and a larger one with its batch
+        // threads (llama_context::graph_compute); UBatchSize = BatchSize makes every step one micro-batch.
+        var occupancyMs = elapsedMs * (_batch.TokenCount > 1 ? _batchThreads : _threads);
+        var cpuMs = cpuStarted is { } c0 && ProcessCpuClock.NowMs() is { } c1 ? Math.Max(0, c1 - c0) : occupancyMs;
+        _stats.AddCpuMs(cpuMs, occupancyMs);
+        var cpuMsPerToken = cpuMs / _batch.TokenCount;
         // Every slot takes in what it put in the batch before any job ends and frees its cells.
-        foreach (var slot in _slots) slot.Decoded(elapsedMs);
+        foreach (var slot in _slots) slot.Decoded(elapsedMs, cpuMsPerToken);
         foreach (var slot in _slots)
         {
             if (slot.HasLogits) Sample(slot);

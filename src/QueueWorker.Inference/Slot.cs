@@ -113,6 +113,8 @@ internal sealed class Slot
     public string Text => _text.ToString();
     public bool StopStringHit => _stops.Stopped;
     public double PromptMs { get; private set; }
+    /// <summary>The job's share of the CPU time of every decode step it took part in (see <see cref="Decoded"/>).</summary>
+    public double CpuMs { get; private set; }
     public long AdmittedAt { get; private set; }
     /// <summary>From the job's submission to its admission into this slot.</summary>
     public double WaitMs => Job is null ? 0 : _time.GetElapsedTime(Job.SubmittedAt, AdmittedAt).TotalMilliseconds;
@@ -197,9 +199,16 @@ internal sealed class Slot
     /// <summary>The decoded batch holds logits of this slot, waiting for <see cref="Sample"/>.</summary>
     public bool HasLogits => _logitsIndex >= 0;
 
-    /// <summary>What this slot placed in the batch is now decoded into its cells.</summary>
-    public void Decoded(double elapsedMs)
+    /// <summary>Tokens this slot placed in the current batch (its pending token and its prompt chunk).</summary>
+    public int TokensInBatch => (_pending is null ? 0 : 1) + _chunk;
+
+    /// <summary>
+    /// What this slot placed in the batch is now decoded into its cells. <paramref name="cpuMsPerToken"/> is the step's
+    /// CPU time divided by the batch's tokens: the job is charged for its own tokens.
+    /// </summary>
+    public void Decoded(double elapsedMs, double cpuMsPerToken = 0)
     {
+        CpuMs += cpuMsPerToken * TokensInBatch;
         if (_pending is { } token)
         {
             _cached.Add(token);
@@ -275,6 +284,7 @@ internal sealed class Slot
             PromptMs = PromptMs,
             FirstTokenMs = _firstTokenAt == 0 ? 0 : _time.GetElapsedTime(AdmittedAt, _firstTokenAt).TotalMilliseconds,
             GenerationMs = _firstTokenAt == 0 ? 0 : _time.GetElapsedTime(_firstTokenAt, _lastTokenAt).TotalMilliseconds,
+            CpuMs = CpuMs,
         };
     }
 
@@ -344,6 +354,7 @@ internal sealed class Slot
         Reused = 0;
         Generated = 0;
         PromptMs = 0;
+        CpuMs = 0;
         AdmittedAt = 0;
         _firstTokenAt = 0;
         _lastTokenAt = 0;

@@ -8,8 +8,8 @@ namespace QueueWorker.Processing;
 /// </summary>
 public interface IJobObserver
 {
-    /// <summary>A job produced a <c>completed</c> result (any finish reason).</summary>
-    void JobCompleted(JobResult result);
+    /// <summary>A job produced a <c>completed</c> result (any finish reason); <paramref name="tenant"/> is <see cref="JobRequest.Tenant"/>.</summary>
+    void JobCompleted(JobResult result, string tenant);
 
     /// <summary>A job produced a <c>failed</c> result with error <paramref name="code"/>.</summary>
     void JobFailed(string code);
@@ -20,7 +20,7 @@ public sealed class NullJobObserver : IJobObserver
 {
     public static NullJobObserver Instance { get; } = new();
 
-    public void JobCompleted(JobResult result) { }
+    public void JobCompleted(JobResult result, string tenant) { }
 
     public void JobFailed(string code) { }
 }

@@ -138,7 +138,7 @@ public sealed class JobPipeline
             var result = JobMapping.ToCompleted(id, generated, QueuedMs(arrival, generated.WaitMs), totalMs, _identity.Describe(_engine.Info), metadata,
                 json: job.ResponseFormat?.IsJson == true);
             StageHook?.Invoke(JobStage.Observe);
-            _observer.JobCompleted(result);
+            _observer.JobCompleted(result, job.Tenant);
             Log.JobCompleted(_logger, id, generated.FinishReason, generated.PromptTokens, generated.CompletionTokens, totalMs);
             return result;
         }

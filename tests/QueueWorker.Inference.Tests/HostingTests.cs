@@ -41,6 +41,19 @@ public sealed class HostingTests
         Assert.Contains("Inference:Slots = 0 is out of range: must be from 1 to 64.", message);
     }
 
+    [Fact]
+    public async Task AddInference_QuantizedVCacheWithFlashAttentionOff_StartFailsNamingBothKeys()
+    {
+        var message = await StartFailure(new()
+        {
+            ["Model:Path"] = TestModels.Stories260K,
+            ["Inference:TypeV"] = "q4_0",
+            ["Inference:FlashAttention"] = "off",
+        });
+
+        Assert.Contains("Inference:TypeV = q4_0 needs flash attention, but Inference:FlashAttention = off", message);
+    }
+
     [Theory]
     [InlineData("DefaultMaxTokens", "600", "Inference:DefaultMaxTokens = 600 must be at most Inference:MaxTokens = 512.")]
     [InlineData("MaxTokens", "2048", "Inference:MaxTokens = 2048 must be less than Inference:ContextSize = 2048")]

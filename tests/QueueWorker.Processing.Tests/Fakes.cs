@@ -34,6 +34,7 @@ internal sealed class FakeEngine : IInferenceEngine
         PromptMs = 10,
         FirstTokenMs = 12,
         GenerationMs = 30,
+        CpuMs = 42.1234,
     };
 }
 
@@ -44,7 +45,13 @@ internal sealed class RecordingObserver : IJobObserver
     public ConcurrentQueue<string> Failed { get; } = new();
     public int Calls => Completed.Count + Failed.Count;
 
-    public void JobCompleted(JobResult result) => Completed.Enqueue(result);
+    public ConcurrentQueue<string> Tenants { get; } = new();
+
+    public void JobCompleted(JobResult result, string tenant)
+    {
+        Tenants.Enqueue(tenant);
+        Completed.Enqueue(result);
+    }
 
     public void JobFailed(string code) => Failed.Enqueue(code);
 }

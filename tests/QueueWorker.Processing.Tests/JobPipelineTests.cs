@@ -57,6 +57,17 @@ public sealed class JobPipelineTests
     }
 
     [Fact]
+    public async Task RunAsync_Completed_CpuMsInTimingsAndJsonAndTenantToObserver()
+    {
+        var result = await RunAsync("""{"id":"j1","prompt":"x","max_tokens":4,"metadata":{"tenant":"acme"},"user":"u1"}""");
+
+        Assert.Equal(42.123, result.Timings!.CpuMs);
+        var json = System.Text.Json.JsonDocument.Parse(JobSerializer.Serialize(result)).RootElement;
+        Assert.Equal(42.123, json.GetProperty("timings").GetProperty("cpu_ms").GetDouble());
+        Assert.Equal("acme", Assert.Single(_observer.Tenants));
+    }
+
+    [Fact]
     public async Task RunAsync_Completed_WorkerInfoAndMetadataEchoed()
     {
         var result = await RunAsync(Valid);
@@ -491,7 +502,7 @@ public sealed class JobPipelineTests
     {
         public int Calls { get; private set; }
 
-        public void JobCompleted(JobResult result)
+        public void JobCompleted(JobResult result, string tenant)
         {
             Calls++;
             throw new InvalidOperationException("metrics down");

@@ -91,6 +91,16 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         [DefaultValue(1)]
         public int Load { get; init; } = 1;
 
+        [CommandOption("--mmap <BOOL>")]
+        [Description("Memory-map the main model in the sections that load it once (context, threads, batch, kv); the mmap section compares both ways itself. Run qwbench twice, interleaved, to compare whole runs.")]
+        [DefaultValue(true)]
+        public bool Mmap { get; init; } = true;
+
+        [CommandOption("--mmap-idle <SECONDS>")]
+        [Description("The mmap section's idle time before one more job, to let the kernel reclaim memory-mapped weights (DAMON pageout here acts after ~60 s). Default: 75, 0 with --quick.")]
+        [DefaultValue(-1)]
+        public int MmapIdle { get; init; } = -1;
+
         [CommandOption("--cache-dir <DIR>")]
         [Description("Where synthetic and re-quantized models are kept (default $XDG_CACHE_HOME or ~/.cache, /queueworker/models).")]
         public string? CacheDir { get; init; }
@@ -251,7 +261,9 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             settings.SectionList,
             settings.QuantList,
             settings.BatchJobList.Distinct().Order().ToList(),
-            settings.Load);
+            settings.Load,
+            settings.Mmap,
+            settings.MmapIdle >= 0 ? settings.MmapIdle : settings.Quick ? 0 : 75);
 
         console.MarkupLine($"[bold]qwbench[/] on {Markup.Escape(machine.CpuModel)}, {machine.ProcessCpus} CPUs, {machine.MemoryGib} GiB; load average {machine.LoadAverageAtStart}");
         if (double.TryParse(machine.LoadAverageAtStart.Split(' ')[0], CultureInfo.InvariantCulture, out var load1) && load1 > 0.5 * machine.ProcessCpus)

@@ -288,6 +288,7 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
             parts.Add($"first token {Ms(t.FirstTokenMs)}");
             parts.Add($"generation {Ms(t.GenerationMs)} ({t.TokensPerS.ToString("F1", CultureInfo.InvariantCulture)} tok/s)");
             parts.Add($"total {Ms(t.TotalMs)}");
+            if (t.CpuMs is { } cpu) parts.Add($"cpu {Ms(cpu)}");
         }
         if (r.Worker is { } w) parts.Add($"worker {w.Id}{(w.Model.Length > 0 ? $" ({w.Model})" : "")}");
         return string.Join(" · ", parts);

@@ -19,8 +19,17 @@ public sealed class WorkerMetrics : IJobObserver
     private readonly Histogram _queueWait = Metrics.CreateHistogram("queueworker_queue_wait_seconds", "From publish (AMQP timestamp) to the start of work.", new HistogramConfiguration { Buckets = DurationBuckets });
     private readonly Histogram _promptTime = Metrics.CreateHistogram("queueworker_prompt_seconds", "Prefill time per job.", new HistogramConfiguration { Buckets = DurationBuckets });
     private readonly Histogram _firstToken = Metrics.CreateHistogram("queueworker_time_to_first_token_seconds", "From the start of work to the first generated token.", new HistogramConfiguration { Buckets = DurationBuckets });
+    private readonly Counter _cpu = Metrics.CreateCounter("queueworker_cpu_seconds_total",
+        "CPU charged to completed jobs (their timings.cpu_ms: process CPU during each decode step, split by tokens), by tenant (metadata.tenant, else user, else default).", "tenant");
+    private readonly TenantLabels _tenants = new(MaxTenants);
 
-    public void JobCompleted(JobResult result)
+    /// <summary>
+    /// Distinct tenant labels one worker process exports; later tenants are counted under <see cref="TenantLabels.Other"/>.
+    /// A tenant comes from the job body, so without a bound any producer could grow the metric without limit.
+    /// </summary>
+    public const int MaxTenants = 100;
+
+    public void JobCompleted(JobResult result, string tenant)
     {
         _jobs.WithLabels(JobStatus.Completed, "").Inc();
         if (result.Usage is { } usage)
@@ -35,6 +44,7 @@ public sealed class WorkerMetrics : IJobObserver
             _promptTime.Observe(t.PromptMs / 1000);
             _firstToken.Observe(t.FirstTokenMs / 1000);
             if (t.QueuedMs is { } queued) _queueWait.Observe(queued / 1000);
+            if (t.CpuMs is { } cpu) _cpu.WithLabels(_tenants.Label(tenant)).Inc(cpu / 1000);
         }
     }
 
