@@ -14,6 +14,8 @@ public sealed record JobLimits
     public int MaxStopLength { get; init; } = 256;
     public int MaxMessages { get; init; } = 256;
     public int MaxMetadataBytes { get; init; } = 16 * 1024;
+    /// <summary>Tokens one <c>logit_bias</c> may name.</summary>
+    public int MaxLogitBias { get; init; } = 1024;
 
     /// <summary>JSON nesting deeper than this is rejected as <c>invalid_json</c>.</summary>
     public int MaxDepth { get; init; } = 32;

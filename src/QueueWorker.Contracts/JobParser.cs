@@ -137,13 +137,14 @@ public static class JobParser
                     throw new FieldException("prompt", "\"prompt\" must not be empty.", ErrorCodes.MissingPrompt);
 
                 RejectUnsupported();
+                var (logprobs, topLogprobs) = ReadLogprobs();
 
                 var job = new JobRequest
                 {
                     Id = id,
                     Prompt = prompt,
                     Messages = messages,
-                    MaxTokens = OptionalInt("max_tokens", 1, limits.MaxTokens, "the worker's cap Inference:MaxTokens") ?? limits.DefaultMaxTokens,
+                    MaxTokens = ReadMaxTokens() ?? limits.DefaultMaxTokens,
                     Temperature = OptionalFloat("temperature", 0, 2, minExclusive: false, MinDivisor),
                     TopP = OptionalFloat("top_p", 0, 1, minExclusive: true),
                     TopK = OptionalInt("top_k", 0, 100_000, null),
@@ -153,6 +154,13 @@ public static class JobParser
                     Stop = ReadStop(),
                     TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
                     Metadata = metadata,
+                    LogitBias = ReadLogitBias(),
+                    PresencePenalty = OptionalFloat("presence_penalty", -2, 2, minExclusive: false),
+                    FrequencyPenalty = OptionalFloat("frequency_penalty", -2, 2, minExclusive: false),
+                    Logprobs = logprobs,
+                    TopLogprobs = topLogprobs,
+                    Model = OptionalShortString("model"),
+                    User = OptionalShortString("user"),
                 };
                 return new ParseResult(job, null, id, metadata);
             }
@@ -248,6 +256,83 @@ public static class JobParser
             return list;
         }
 
+        /// <summary><c>max_tokens</c>, or OpenAI's newer name for it, <c>max_completion_tokens</c>; both may be given only with one value.</summary>
+        private int? ReadMaxTokens()
+        {
+            const string why = "the worker's cap Inference:MaxTokens";
+            var maxTokens = OptionalInt("max_tokens", 1, limits.MaxTokens, why);
+            var maxCompletion = OptionalInt("max_completion_tokens", 1, limits.MaxTokens, why);
+            if (maxTokens is { } a && maxCompletion is { } b && a != b)
+                throw new FieldException("max_completion_tokens",
+                    $"\"max_completion_tokens\" ({b}) and \"max_tokens\" ({a}) are the same setting and disagree; give one of them.");
+            return maxTokens ?? maxCompletion;
+        }
+
+        /// <summary>A string of at most <see cref="JobLimits.MaxIdLength"/> characters (echoed or compared, never used as text).</summary>
+        private string? OptionalShortString(string name)
+        {
+            var s = OptionalString(name);
+            if (s is not null && s.Length > limits.MaxIdLength)
+                throw new FieldException(name, $"\"{name}\" must be at most {limits.MaxIdLength} characters, got {s.Length}.");
+            return s;
+        }
+
+        /// <summary>
+        /// OpenAI's <c>logit_bias</c>: an object mapping token ids (as decimal strings) to a bias from −100 to 100. Whether each
+        /// id is in the model's vocabulary is checked by the engine, which knows the vocabulary.
+        /// </summary>
+        private Dictionary<int, float>? ReadLogitBias()
+        {
+            if (!TryGet("logit_bias", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.Object)
+                throw new FieldException("logit_bias", $"\"logit_bias\" must be an object mapping token ids to biases from -100 to 100, got {Describe(v.ValueKind)}.");
+            var biases = new Dictionary<int, float>();
+            foreach (var p in v.EnumerateObject())
+            {
+                var field = $"logit_bias.{Truncate(p.Name)}";
+                if (biases.Count == limits.MaxLogitBias)
+                    throw new FieldException("logit_bias", $"\"logit_bias\" must hold at most {limits.MaxLogitBias} tokens.");
+                // Digits only: "+5", " 5" or "05" are not how a token id is written.
+                if (p.Name.Length is 0 or > 10 || !p.Name.All(char.IsAsciiDigit) || (p.Name.Length > 1 && p.Name[0] == '0')
+                    || !int.TryParse(p.Name, NumberStyles.None, CultureInfo.InvariantCulture, out var token))
+                    throw new FieldException(field, $"\"logit_bias\" keys must be token ids (non-negative integers written as strings), got \"{Truncate(p.Name)}\".");
+                var value = p.Value;
+                if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var bias) || double.IsNaN(bias) || bias < -100 || bias > 100)
+                    throw new FieldException(field, $"\"{field}\" must be a number from -100 to 100, got {Show(value)}.");
+                biases[token] = (float)bias;
+            }
+            return biases.Count == 0 ? null : biases;
+        }
+
+        /// <summary>
+        /// <c>logprobs</c>: a boolean (chat completions) or, as in OpenAI's legacy completions, the number of alternatives
+        /// (0..20), which stands for <c>logprobs: true</c> with that <c>top_logprobs</c>. <c>top_logprobs</c> needs logprobs on.
+        /// </summary>
+        private (bool? Logprobs, int? Top) ReadLogprobs()
+        {
+            var top = OptionalInt("top_logprobs", 0, MaxTopLogprobs, null);
+            if (!TryGet("logprobs", out var v))
+            {
+                return top is null ? (null, null)
+                    : throw new FieldException("top_logprobs", "\"top_logprobs\" needs \"logprobs\": true.");
+            }
+            switch (v.ValueKind)
+            {
+                case JsonValueKind.True:
+                    return (true, top ?? 0);
+                case JsonValueKind.False:
+                    return top is null ? (false, null)
+                        : throw new FieldException("top_logprobs", "\"top_logprobs\" needs \"logprobs\": true, got false.");
+                case JsonValueKind.Number:
+                    var n = OptionalInt("logprobs", 0, MaxTopLogprobs, null)!.Value;
+                    if (top is { } t && t != n)
+                        throw new FieldException("top_logprobs", $"\"logprobs\" as a number ({n}) is the number of alternatives, and \"top_logprobs\" ({t}) disagrees; give one of them.");
+                    return (true, n);
+                default:
+                    throw new FieldException("logprobs", $"\"logprobs\" must be a boolean (or, as in legacy completions, an integer from 0 to {MaxTopLogprobs}), got {Describe(v.ValueKind)}.");
+            }
+        }
+
         private void RejectUnsupported()
         {
             // OpenAI fields a producer might expect to work; refusing beats silently ignoring them. Only the values
@@ -258,7 +343,39 @@ public static class JobParser
                 throw new FieldException("stream", s.ValueKind == JsonValueKind.True
                     ? "\"stream\" must be false: results are published whole."
                     : $"\"stream\" must be false (a boolean): results are published whole, got {Show(s)}.");
+            if (TryGet("best_of", out var b) && !(b.ValueKind == JsonValueKind.Number && TryInteger(b, out var bv) && bv == 1))
+                throw new FieldException("best_of", $"\"best_of\" must be 1: one completion is generated per job, got {Show(b)}.");
+            if (TryGet("echo", out var e) && e.ValueKind != JsonValueKind.False)
+                throw new FieldException("echo", $"\"echo\" must be false: the prompt is not repeated in the result, got {Show(e)}.");
+            if (TryGet("store", out var st) && st.ValueKind != JsonValueKind.False)
+                throw new FieldException("store", $"\"store\" must be false: the worker stores nothing, got {Show(st)}.");
+            if (TryGet("service_tier", out var tier) && !(tier.ValueKind == JsonValueKind.String && tier.GetString() is "auto" or "default"))
+                throw new FieldException("service_tier", $"\"service_tier\" must be \"auto\" or \"default\": a worker has one tier, got {ShowAny(tier)}.");
+            if (TryGet("modalities", out var mod) && !(mod.ValueKind == JsonValueKind.Array && mod.GetArrayLength() == 1 && mod[0].ValueKind == JsonValueKind.String && mod[0].GetString() == "text"))
+                throw new FieldException("modalities", "\"modalities\" must be [\"text\"]: the worker generates text only.");
+            foreach (var (name, why) in Unsupported)
+            {
+                if (TryGet(name, out _))
+                    throw new FieldException(name, $"\"{name}\" is not supported: {why}. Leave it out (or null).");
+            }
         }
+
+        /// <summary>OpenAI request fields that would change what is generated and that the worker does not implement.</summary>
+        private static readonly (string Name, string Why)[] Unsupported =
+        [
+            ("tools", "the worker does not call tools"),
+            ("tool_choice", "the worker does not call tools"),
+            ("parallel_tool_calls", "the worker does not call tools"),
+            ("functions", "the worker does not call functions"),
+            ("function_call", "the worker does not call functions"),
+            ("stream_options", "results are published whole, never streamed"),
+            ("suffix", "insertion (text after the completion) is not implemented"),
+            ("prediction", "predicted outputs are not implemented"),
+            ("audio", "the worker generates text only"),
+            ("reasoning_effort", "the worker runs no reasoning models' effort control"),
+            ("verbosity", "the worker has no verbosity control"),
+            ("web_search_options", "the worker does not search the web"),
+        ];
 
         /// <summary>
         /// JSON numbers are read as doubles. An integral value written as a float (3.0, 3e2) is an integer; 3.5 is not.
@@ -278,6 +395,12 @@ public static class JobParser
 
         /// <summary>A value for a message: a number as written (shortened), anything else by its kind.</summary>
         private static string Show(JsonElement v) => v.ValueKind == JsonValueKind.Number ? Truncate(v.GetRawText()) : Describe(v.ValueKind);
+
+        /// <summary>Like <see cref="Show"/>, with a string's value (shortened).</summary>
+        private static string ShowAny(JsonElement v) => v.ValueKind == JsonValueKind.String ? $"\"{Truncate(v.GetString()!)}\"" : Show(v);
+
+        /// <summary>OpenAI's bound on <c>top_logprobs</c>.</summary>
+        private const int MaxTopLogprobs = 20;
 
         private int? OptionalInt(string name, int min, int max, string? maxWhy)
         {

@@ -30,6 +30,27 @@ public sealed record JobRequest
     public uint? Seed { get; init; }
     public IReadOnlyList<string>? Stop { get; init; }
 
+    /// <summary>OpenAI <c>logit_bias</c>: token id → bias added to its logit before sampling (−100..100).</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+
+    /// <summary>OpenAI <c>presence_penalty</c> (−2..2; 0 or absent disables).</summary>
+    public float? PresencePenalty { get; init; }
+
+    /// <summary>OpenAI <c>frequency_penalty</c> (−2..2; 0 or absent disables).</summary>
+    public float? FrequencyPenalty { get; init; }
+
+    /// <summary>OpenAI <c>logprobs</c>: return the log probability of each generated token.</summary>
+    public bool? Logprobs { get; init; }
+
+    /// <summary>OpenAI <c>top_logprobs</c> (0..20): the most likely alternatives returned at each position; needs <see cref="Logprobs"/>.</summary>
+    public int? TopLogprobs { get; init; }
+
+    /// <summary>OpenAI <c>model</c>: informational, unless the worker serves a named model (<c>Model:Name</c>), which it must then equal.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>OpenAI <c>user</c>: the end user, for accounting; echoed in the result.</summary>
+    public string? User { get; init; }
+
     /// <summary>Deadline in milliseconds from when the job was published (or received).</summary>
     public int? TimeoutMs { get; init; }
 

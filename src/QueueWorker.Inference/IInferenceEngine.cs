@@ -43,6 +43,12 @@ public sealed record SamplingParams
     public float MinP { get; init; } = 0.05f;
     /// <summary>1 disables the penalty.</summary>
     public float RepeatPenalty { get; init; } = 1.0f;
+    /// <summary>OpenAI's presence penalty (subtracted once from the logit of every token seen); 0 disables.</summary>
+    public float PresencePenalty { get; init; }
+    /// <summary>OpenAI's frequency penalty (subtracted per occurrence of a token seen); 0 disables.</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>Token id → bias added to its logit, first in the chain; null or empty: none.</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
     public uint Seed { get; init; }
 
     public static SamplingParams Greedy { get; } = new() { Temperature = 0 };
@@ -58,6 +64,8 @@ public sealed record GenerationRequest
     public required int MaxTokens { get; init; }
     public SamplingParams Sampling { get; init; } = new();
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Null: no log probabilities. Else each generated token's, with this many alternatives (0..20).</summary>
+    public int? TopLogprobs { get; init; }
     /// <summary>
     /// When generation must end with <c>finish_reason: timeout</c>, honoured as given (the job pipeline computes it,
     /// <c>Inference:MaxJobSeconds</c> included). Null: <c>Inference:MaxJobSeconds</c> after submission.
@@ -87,12 +95,16 @@ public sealed record GenerationResult
     public double FirstTokenMs { get; init; }
     /// <summary>From the first generated token to the last.</summary>
     public double GenerationMs { get; init; }
+    /// <summary>Each generated token's log probability, when <see cref="GenerationRequest.TopLogprobs"/> asked for them.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
 }
 
 /// <summary>A job that cannot succeed; <see cref="Code"/> is one of <see cref="ErrorCodes"/>.</summary>
-public sealed class InferenceException(string code, string message) : Exception(message)
+public sealed class InferenceException(string code, string message, string? field = null) : Exception(message)
 {
     public string Code { get; } = code;
+    /// <summary>The job field at fault, when one is.</summary>
+    public string? Field { get; } = field;
 }
 
 /// <summary>The configuration the engine actually runs with, and why (logged at startup, echoed in results).</summary>

@@ -20,6 +20,7 @@ public static class JobMapping
             Messages = job.Messages,
             MaxTokens = job.MaxTokens ?? throw new ArgumentException("A parsed job always has max_tokens.", nameof(job)),
             Stop = job.Stop ?? [],
+            TopLogprobs = job.Logprobs == true ? job.TopLogprobs ?? 0 : null,
             Deadline = deadline,
             Sampling = new SamplingParams
             {
@@ -28,6 +29,9 @@ public static class JobMapping
                 TopK = job.TopK ?? defaults.TopK,
                 MinP = job.MinP ?? defaults.MinP,
                 RepeatPenalty = job.RepeatPenalty ?? defaults.RepeatPenalty,
+                PresencePenalty = job.PresencePenalty ?? defaults.PresencePenalty,
+                FrequencyPenalty = job.FrequencyPenalty ?? defaults.FrequencyPenalty,
+                LogitBias = job.LogitBias,
                 // A job without a seed still gets one, so its result could be reproduced from the log.
 #pragma warning disable RS0030 // Random.Shared: this default seed is one of the two sources of randomness (BannedSymbols.txt).
                 Seed = job.Seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue),
@@ -37,8 +41,10 @@ public static class JobMapping
     }
 
     /// <summary>A completed result with usage and timings (see the README's definition of each timing).</summary>
-    public static JobResult ToCompleted(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata) => new()
+    public static JobResult ToCompleted(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata, string? user = null) => new()
     {
+        User = user,
+        Logprobs = generated.Logprobs is { } logprobs ? new Logprobs(logprobs) : null,
         Id = id,
         Status = JobStatus.Completed,
         Text = generated.Text,
@@ -61,7 +67,7 @@ public static class JobMapping
 
     /// <summary>The failed result's error for a job the engine refused.</summary>
     public static JobError ToError(InferenceException ex) =>
-        new(ex.Code, ex.Message, ex.Code == ErrorCodes.PromptTooLong ? "prompt" : null);
+        new(ex.Code, ex.Message, ex.Field ?? (ex.Code == ErrorCodes.PromptTooLong ? "prompt" : null));
 
     public static double Round(double ms) => Math.Round(ms, 3);
 

@@ -172,6 +172,18 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         if (request.MaxTokens < 1)
             throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokens, "MaxTokens must be at least 1.");
 
+        if (request.Sampling.LogitBias is { } bias)
+        {
+            // Only the engine knows the vocabulary; llama.cpp would ignore an id beyond it.
+            var vocab = running.Weights.NativeHandle.Vocab.Count;
+            foreach (var id in bias.Keys)
+            {
+                if (id >= vocab)
+                    throw new InferenceException(ErrorCodes.InvalidField,
+                        $"\"logit_bias\" names token {id}, but the model's vocabulary has tokens 0 to {vocab - 1}.", $"logit_bias.{id}");
+            }
+        }
+
         // Tokenized on the caller's thread: the scheduler thread only decodes.
         var prompt = running.Renderer.Render(request);
         if (prompt.Length == 0)

@@ -47,13 +47,20 @@ public sealed class JobPipeline
     private readonly ILogger _logger;
     private readonly JobLimits _limits;
     private readonly TimeSpan _maxJob;
+    private readonly string? _servedModel;
 
     /// <summary>Called as each stage begins; tests throw from it to prove no stage can leave a job without a result.</summary>
     internal Action<JobStage>? StageHook { get; set; }
 
     /// <param name="options">Where <c>max_tokens</c> limits and <c>Inference:MaxJobSeconds</c> come from.</param>
-    public JobPipeline(IInferenceEngine engine, InferenceOptions options, WorkerIdentity identity, IJobObserver observer, TimeProvider time, ILogger<JobPipeline> logger)
+    /// <param name="servedModel">
+    /// <c>Model:Name</c>: when set, a job naming another <c>model</c> is refused with <c>model_mismatch</c>; null or empty
+    /// leaves a job's <c>model</c> informational.
+    /// </param>
+    public JobPipeline(IInferenceEngine engine, InferenceOptions options, WorkerIdentity identity, IJobObserver observer, TimeProvider time, ILogger<JobPipeline> logger,
+        string? servedModel = null)
     {
+        _servedModel = string.IsNullOrEmpty(servedModel) ? null : servedModel;
         _engine = engine;
         _identity = identity;
         _observer = observer;
@@ -103,6 +110,10 @@ public sealed class JobPipeline
             if (admission.Error is { } rejected)
                 return Fail(id, rejected, metadata, started, arrival.DeliveryCount);
             var job = admission.Job!;
+            if (_servedModel is { } served && job.Model is { } asked && !string.Equals(asked, served, StringComparison.Ordinal))
+                return Fail(id, new JobError(ErrorCodes.ModelMismatch,
+                    $"The job asks for model \"{asked}\", but this worker serves \"{served}\" (Model:Name): send it to that model's queue.", "model"),
+                    metadata, started, arrival.DeliveryCount);
 
             // 2. Deadline: one rule for every caller; a job already too late is not started.
             StageHook?.Invoke(JobStage.Deadline);
@@ -135,7 +146,7 @@ public sealed class JobPipeline
             // 4. Result.
             StageHook?.Invoke(JobStage.Result);
             var totalMs = _time.GetElapsedTime(started).TotalMilliseconds;
-            var result = JobMapping.ToCompleted(id, generated, QueuedMs(arrival, generated.WaitMs), totalMs, _identity.Describe(_engine.Info), metadata);
+            var result = JobMapping.ToCompleted(id, generated, QueuedMs(arrival, generated.WaitMs), totalMs, _identity.Describe(_engine.Info), metadata, job.User);
             StageHook?.Invoke(JobStage.Observe);
             _observer.JobCompleted(result);
             Log.JobCompleted(_logger, id, generated.FinishReason, generated.PromptTokens, generated.CompletionTokens, totalMs);
