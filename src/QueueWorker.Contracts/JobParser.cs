@@ -429,7 +429,7 @@ public static class JobParser
             var f = (float)d;
             if (minExclusive && f <= min)
                 throw new FieldException(name, $"\"{name}\" must be {rule}, got {Show(v)}, which is {Fmt(min)} as the 32-bit float the sampler uses.");
-            if (d != 0 && d < smallestPositive)
+            if (smallestPositive > 0 && d != 0 && d < smallestPositive)
                 throw new FieldException(name,
                     $"\"{name}\" must be {(minExclusive ? "" : "0 or ")}at least {MinDivisorText}, got {Show(v)}: the sampler divides logits by it, and a smaller value overflows a 32-bit float.");
             return f;
