@@ -16,6 +16,8 @@ public sealed record JobLimits
     public int MaxMetadataBytes { get; init; } = 16 * 1024;
     /// <summary>Tokens one <c>logit_bias</c> may name.</summary>
     public int MaxLogitBias { get; init; } = 1024;
+    /// <summary>Texts one embedding job may hold (OpenAI's limit).</summary>
+    public int MaxInputs { get; init; } = 2048;
 
     /// <summary>JSON nesting deeper than this is rejected as <c>invalid_json</c>.</summary>
     public int MaxDepth { get; init; } = 32;

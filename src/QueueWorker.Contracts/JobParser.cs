@@ -127,6 +127,8 @@ public static class JobParser
             {
                 id = ReadId() ?? fallbackId;
                 metadata = ReadMetadata();
+                if (ReadEmbedding(id) is { } embedding)
+                    return new ParseResult(embedding with { Metadata = metadata }, null, id, metadata);
                 var prompt = OptionalString("prompt");
                 var messages = ReadMessages();
                 if (prompt is null && messages is null)
@@ -255,6 +257,80 @@ public static class JobParser
             }
             return list;
         }
+
+        /// <summary>
+        /// An embedding job (<c>"kind": "embedding"</c> or <c>input</c> present), else null. Generation settings are refused
+        /// in it rather than ignored; OpenAI's embedding fields are honoured (<c>encoding_format</c> "float") or refused.
+        /// </summary>
+        private JobRequest? ReadEmbedding(string? id)
+        {
+            string? kind = null;
+            if (TryGet("kind", out var k))
+            {
+                kind = k.ValueKind == JsonValueKind.String ? k.GetString() : null;
+                if (kind is not ("embedding" or "completion"))
+                    throw new FieldException("kind", $"\"kind\" must be \"completion\" or \"embedding\", got {ShowAny(k)}.");
+            }
+            var hasInput = TryGet("input", out var input);
+            if (kind == "completion" && hasInput)
+                throw new FieldException("input", "\"input\" belongs to embedding jobs; a completion job takes \"prompt\" or \"messages\".");
+            if (kind != "embedding" && !hasInput) return null;
+            if (!hasInput)
+                throw new FieldException("input", "An embedding job needs \"input\": a string or an array of strings.", ErrorCodes.MissingPrompt);
+            foreach (var other in (string[])["prompt", "messages"])
+            {
+                if (TryGet(other, out _))
+                    throw new FieldException(other, $"An embedding job takes \"input\", not \"{other}\".");
+            }
+            foreach (var name in GenerationFields)
+            {
+                if (TryGet(name, out _))
+                    throw new FieldException(name, $"\"{name}\" is a generation setting; an embedding job generates nothing. Leave it out.");
+            }
+            if (TryGet("encoding_format", out var format) && !(format.ValueKind == JsonValueKind.String && format.GetString() == "float"))
+                throw new FieldException("encoding_format", $"\"encoding_format\" must be \"float\": vectors are JSON numbers, got {ShowAny(format)}.");
+            if (TryGet("dimensions", out _))
+                throw new FieldException("dimensions", "\"dimensions\" is not supported: the vectors have the model's size.");
+
+            List<string> texts = [];
+            if (input.ValueKind == JsonValueKind.String) texts.Add(input.GetString()!);
+            else if (input.ValueKind == JsonValueKind.Array)
+            {
+                var i = 0;
+                foreach (var t in input.EnumerateArray())
+                {
+                    if (t.ValueKind != JsonValueKind.String)
+                        throw new FieldException($"input[{i}]", $"\"input[{i}]\" must be a string (token arrays are not supported), got {Describe(t.ValueKind)}.");
+                    texts.Add(t.GetString()!);
+                    i++;
+                }
+            }
+            else throw new FieldException("input", $"\"input\" must be a string or an array of strings, got {Describe(input.ValueKind)}.");
+            if (texts.Count == 0) throw new FieldException("input", "\"input\" must not be empty.", ErrorCodes.MissingPrompt);
+            if (texts.Count > limits.MaxInputs)
+                throw new FieldException("input", $"\"input\" must hold at most {limits.MaxInputs} strings, got {texts.Count}.");
+            for (var i = 0; i < texts.Count; i++)
+            {
+                if (texts[i].Length == 0)
+                    throw new FieldException(input.ValueKind == JsonValueKind.String ? "input" : $"input[{i}]", "An embedding input must not be empty.", ErrorCodes.MissingPrompt);
+            }
+            return new JobRequest
+            {
+                Id = id,
+                Input = texts,
+                Model = OptionalShortString("model"),
+                User = OptionalShortString("user"),
+                TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
+            };
+        }
+
+        /// <summary>Fields that mean something only for a completion.</summary>
+        private static readonly string[] GenerationFields =
+        [
+            "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop",
+            "logit_bias", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "n", "stream", "best_of", "echo", "suffix",
+            "tools", "tool_choice", "response_format", "grammar",
+        ];
 
         /// <summary><c>max_tokens</c>, or OpenAI's newer name for it, <c>max_completion_tokens</c>; both may be given only with one value.</summary>
         private int? ReadMaxTokens()

@@ -51,6 +51,12 @@ public sealed record JobRequest
     /// <summary>OpenAI <c>user</c>: the end user, for accounting; echoed in the result.</summary>
     public string? User { get; init; }
 
+    /// <summary>
+    /// An embedding job (<c>"kind": "embedding"</c>, or <c>input</c> present): the texts to embed, one vector each. Such a
+    /// job has no <see cref="Prompt"/>, <see cref="Messages"/> or generation settings.
+    /// </summary>
+    public IReadOnlyList<string>? Input { get; init; }
+
     /// <summary>Deadline in milliseconds from when the job was published (or received).</summary>
     public int? TimeoutMs { get; init; }
 

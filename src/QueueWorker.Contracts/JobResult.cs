@@ -36,6 +36,8 @@ public sealed record JobResult
     public string? User { get; init; }
     /// <summary>Log probabilities of the generated tokens, when the job asked for <c>logprobs</c> (OpenAI's chat shape).</summary>
     public Logprobs? Logprobs { get; init; }
+    /// <summary>An embedding job's vectors, one per input in input order (OpenAI's <c>data</c>).</summary>
+    public IReadOnlyList<EmbeddingItem>? Data { get; init; }
     /// <summary>What the producer should know that did not fail the job (e.g. a <c>reply_to</c> not honoured); omitted when null.</summary>
     public IReadOnlyList<string>? Warnings { get; init; }
 
@@ -66,6 +68,12 @@ public sealed record TokenLogprob(string Token, double Logprob, IReadOnlyList<in
 
 /// <summary>One alternative at a position of <see cref="TokenLogprob"/>.</summary>
 public sealed record TopLogprob(string Token, double Logprob, IReadOnlyList<int> Bytes);
+
+/// <summary>One input's vector: mean-pooled over its tokens and L2-normalized (OpenAI's embedding object).</summary>
+public sealed record EmbeddingItem(int Index, IReadOnlyList<float> Embedding)
+{
+    public string Object => "embedding";
+}
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int CachedTokens)
 {

@@ -31,6 +31,13 @@ public interface IInferenceEngine
     /// (the caller decides whether to requeue).
     /// </summary>
     Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Pooled, L2-normalized vectors of <paramref name="inputs"/>, in order. Throws <see cref="InferenceException"/>
+    /// <c>embeddings_disabled</c> when the engine serves no embeddings (the default).
+    /// </summary>
+    Task<EmbeddingResult> EmbedAsync(IReadOnlyList<string> inputs, CancellationToken cancellationToken) =>
+        Task.FromException<EmbeddingResult>(InferenceException.EmbeddingsDisabled());
 }
 
 /// <summary>Sampling settings of one job. <see cref="Temperature"/> 0 is greedy and deterministic.</summary>
@@ -105,6 +112,10 @@ public sealed class InferenceException(string code, string message, string? fiel
     public string Code { get; } = code;
     /// <summary>The job field at fault, when one is.</summary>
     public string? Field { get; } = field;
+
+    /// <summary>An embedding job on an engine that serves none.</summary>
+    public static InferenceException EmbeddingsDisabled() => new(ErrorCodes.EmbeddingsDisabled,
+        "This worker serves no embeddings (Model:Embeddings is off): send embedding jobs to a worker started with Model:Embeddings=true.", "input");
 }
 
 /// <summary>The configuration the engine actually runs with, and why (logged at startup, echoed in results).</summary>

@@ -15,6 +15,12 @@ public sealed class ModelOptions
     /// </summary>
     public string? Name { get; set; }
 
+    /// <summary>
+    /// Serve embedding jobs (<c>input</c>) too, on a second context over the same weights (mean pooling, L2-normalized).
+    /// Off (the default): embedding jobs are refused with <c>embeddings_disabled</c> and no memory is spent on them.
+    /// </summary>
+    public bool Embeddings { get; set; }
+
     /// <summary>Memory-map the model file (llama.cpp's <c>use_mmap</c>); off reads it into memory.</summary>
     public bool UseMmap { get; set; } = true;
 

@@ -23,7 +23,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
     private Running? _running;
 
-    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler);
+    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler, Embedder? Embedder);
 
     public LlamaEngine(ModelOptions model, InferenceOptions inference, ILogger<LlamaEngine>? logger = null, TimeProvider? timeProvider = null)
     {
@@ -87,6 +87,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
             }
 
             LLamaContext? context = null;
+            Embedder? embedder = null;
             try
             {
                 var model = weights.NativeHandle;
@@ -103,15 +104,35 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 var format = PromptRenderer.ChooseFormat(model, _modelOptions.ChatTemplate, w => Log.ChatTemplateWarning(_logger, w));
                 Log.ChatFormatChosen(_logger, format.Description);
 
+                if (_modelOptions.Embeddings)
+                {
+                    // A context of its own: the completion context keeps logits-only decodes, and neither waits for the other.
+                    var embedParams = new ModelParams(path)
+                    {
+                        ContextSize = (uint)_options.BatchSize,
+                        BatchSize = (uint)_options.BatchSize,
+                        UBatchSize = (uint)_options.BatchSize,
+                        SeqMax = Embedder.MaxSequences,
+                        Threads = budget.Threads,
+                        BatchThreads = budget.BatchThreads,
+                        Embeddings = true,
+                        PoolingType = LLamaPoolingType.Mean,
+                        KVUnified = true,
+                    };
+                    embedder = new Embedder(weights.CreateContext(embedParams), model, _time);
+                    Log.EmbeddingsEnabled(_logger, embedder.Dimensions, Embedder.MaxSequences, _options.BatchSize);
+                }
+
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt);
-                _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler);
+                _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler, embedder);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);
                 scheduler.Start();
             }
             catch
             {
+                embedder?.Dispose();
                 context?.Dispose();
                 weights.Dispose();
                 throw;
@@ -132,6 +153,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
             if (_running is not { } running) return;
             await running.Scheduler.StopAsync(cancellationToken).ConfigureAwait(false);
             _running = null;
+            running.Embedder?.Dispose();
             running.Context.Dispose();
             running.Weights.Dispose();
         }
@@ -204,6 +226,15 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         using var registration = cancellationToken.UnsafeRegister(static state => ((InferenceJob)state!).OnCancelled(), job);
         if (!running.Scheduler.TryEnqueue(job)) throw new OperationCanceledException("The inference engine is stopping or its scheduler failed: the job was not started.");
         return await job.Completion.Task.ConfigureAwait(false);
+    }
+
+    public Task<EmbeddingResult> EmbedAsync(IReadOnlyList<string> inputs, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        var running = RunningOrThrow();
+        return running.Embedder is { } embedder
+            ? embedder.EmbedAsync(inputs, cancellationToken)
+            : Task.FromException<EmbeddingResult>(InferenceException.EmbeddingsDisabled());
     }
 
     private Running RunningOrThrow() => _running

@@ -68,4 +68,8 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1019, Level = LogLevel.Error, Message = "The scheduler did not stop within {Seconds} s (hung in llama.cpp?): leaving the model and context to the process exit")]
     public static partial void DisposeAbandoned(ILogger logger, double seconds);
+
+    [LoggerMessage(EventId = 1040, Level = LogLevel.Information,
+        Message = "Embeddings on (Model:Embeddings): a second context, mean pooling, {Dimensions} dimensions, up to {Sequences} texts and {BatchSize} tokens per decode")]
+    public static partial void EmbeddingsEnabled(ILogger logger, int dimensions, int sequences, int batchSize);
 }

@@ -124,6 +124,8 @@ public sealed class JobPipeline
 
             // 3. Engine: waits for a slot, generates until a finish reason (the deadline included).
             StageHook?.Invoke(JobStage.Engine);
+            if (job.Input is { } inputs)
+                return await EmbedAsync(id, job, inputs, metadata, started, arrival, cancellationToken).ConfigureAwait(false);
             Log.JobStarted(_logger, id, arrival.DeliveryCount);
             GenerationResult generated;
             using (var inference = JobTelemetry.Source.StartActivity(JobTelemetry.InferenceActivity))
@@ -165,6 +167,39 @@ public sealed class JobPipeline
         {
             scope?.Dispose();
         }
+    }
+
+    /// <summary>An embedding job's engine and result stages: its vectors in input order, or the engine's refusal.</summary>
+    private async Task<JobResult> EmbedAsync(string id, JobRequest job, IReadOnlyList<string> inputs, JsonElement? metadata, long started, JobArrival arrival,
+        CancellationToken cancellationToken)
+    {
+        Log.JobStarted(_logger, id, arrival.DeliveryCount);
+        EmbeddingResult embedded;
+        try
+        {
+            embedded = await _engine.EmbedAsync(inputs, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InferenceException ex)
+        {
+            return Fail(id, JobMapping.ToError(ex), metadata, started, arrival.DeliveryCount);
+        }
+        StageHook?.Invoke(JobStage.Result);
+        var totalMs = _time.GetElapsedTime(started).TotalMilliseconds;
+        var result = new JobResult
+        {
+            Id = id,
+            Status = JobStatus.Completed,
+            Data = embedded.Vectors.Select((v, i) => new EmbeddingItem(i, v)).ToArray(),
+            Usage = new Usage(embedded.PromptTokens, 0, 0),
+            Timings = new Timings { PromptMs = JobMapping.Round(embedded.ComputeMs), TotalMs = JobMapping.Round(totalMs) },
+            Worker = _identity.Describe(_engine.Info),
+            Metadata = metadata,
+            User = job.User,
+        };
+        StageHook?.Invoke(JobStage.Observe);
+        _observer.JobCompleted(result);
+        Log.JobCompleted(_logger, id, "embedding", embedded.PromptTokens, 0, totalMs);
+        return result;
     }
 
     /// <summary>The envelope checks, then the parse; the id is the body's, else the message id, else a new one.</summary>

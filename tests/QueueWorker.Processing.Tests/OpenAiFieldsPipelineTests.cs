@@ -83,3 +83,59 @@ public sealed class OpenAiFieldsPipelineTests
         Assert.Contains("\"logprobs\":{\"content\":[{\"token\":\" a\",\"logprob\":-0.25,\"bytes\":[32,97],\"top_logprobs\":[{\"token\":\" a\",\"logprob\":-0.25,\"bytes\":[32,97]}]}]}", json, StringComparison.Ordinal);
     }
 }
+
+/// <summary>Embedding jobs through the pipeline: routed to the engine's embeddings, answered in OpenAI's shape.</summary>
+[Trait("Category", "Unit")]
+public sealed class EmbeddingPipelineTests
+{
+    private readonly EmbeddingFakeEngine _engine = new();
+
+    private Task<JobResult> RunAsync(string body)
+    {
+        var time = Clock.Create();
+        var pipeline = new JobPipeline(_engine, new InferenceOptions(), new WorkerIdentity("w", "1"), new RecordingObserver(), time, NullLogger<JobPipeline>.Instance);
+        return pipeline.RunAsync(new JobInput { Body = Encoding.UTF8.GetBytes(body), ReceivedAt = time.GetUtcNow(), MessageId = "m" }, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task RunAsync_EmbeddingJob_VectorsInOrderWithUsageAndNoGeneration()
+    {
+        var result = await RunAsync("""{"id":"e","input":["a","b"],"user":"u"}""");
+
+        Assert.Equal(JobStatus.Completed, result.Status);
+        Assert.Equal([0, 1], result.Data!.Select(d => d.Index));
+        Assert.Equal([1f, 0f], result.Data![1].Embedding);
+        Assert.Equal(new Usage(7, 0, 0), result.Usage);
+        Assert.Equal("u", result.User);
+        Assert.Empty(_engine.Requests);
+        Assert.Contains("\"data\":[{\"index\":0,\"embedding\":[0,1],\"object\":\"embedding\"}", JobSerializer.ToJson(result), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RunAsync_EmbeddingJobOnEngineWithoutEmbeddings_EmbeddingsDisabledNamingInput()
+    {
+        var pipeline = new JobPipeline(new FakeEngine(), new InferenceOptions(), new WorkerIdentity("w", "1"), new RecordingObserver(), Clock.Create(), NullLogger<JobPipeline>.Instance);
+
+        var result = await pipeline.RunAsync(new JobInput { Body = """{"input":"a"}"""u8.ToArray(), ReceivedAt = DateTimeOffset.UnixEpoch, MessageId = "m" }, CancellationToken.None);
+
+        Assert.Equal(ErrorCodes.EmbeddingsDisabled, result.Error!.Code);
+        Assert.Equal("input", result.Error.Field);
+    }
+
+    private sealed class EmbeddingFakeEngine : IInferenceEngine
+    {
+        public EngineInfo? Info => new("fake.gguf", "/m/fake.gguf", 1, 1, 512, 1, 512, "test");
+        public bool IsReady => true;
+        public EngineStats Stats { get; } = new();
+        public List<GenerationRequest> Requests { get; } = [];
+
+        public Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken)
+        {
+            Requests.Add(request);
+            return Task.FromResult(FakeEngine.Completion());
+        }
+
+        public Task<EmbeddingResult> EmbedAsync(IReadOnlyList<string> inputs, CancellationToken cancellationToken) =>
+            Task.FromResult(new EmbeddingResult(inputs.Select((_, i) => i == 0 ? new[] { 0f, 1f } : [1f, 0f]).ToArray(), 7, 1.5));
+    }
+}

@@ -23,14 +23,19 @@ internal sealed record BatchResponse(int StatusCode, string RequestId, Completio
 /// </summary>
 internal sealed record BatchError(string Code, string Message, string? Param = null, long? Line = null);
 
-/// <summary>An OpenAI <c>text_completion</c> or <c>chat.completion</c> object, plus QueueWorker's timings and worker.</summary>
+/// <summary>
+/// An OpenAI <c>text_completion</c>, <c>chat.completion</c> or embeddings <c>list</c> object (<see cref="Choices"/> or
+/// <see cref="Data"/>), plus QueueWorker's timings and worker.
+/// </summary>
 internal sealed record CompletionBody
 {
     public required string Id { get; init; }
     public required string Object { get; init; }
     public required long Created { get; init; }
     public required string Model { get; init; }
-    public required IReadOnlyList<CompletionChoice> Choices { get; init; }
+    public IReadOnlyList<CompletionChoice>? Choices { get; init; }
+    /// <summary>Embeddings only: one vector per input, in input order.</summary>
+    public IReadOnlyList<EmbeddingItem>? Data { get; init; }
     public required CompletionUsage Usage { get; init; }
     public Timings? Timings { get; init; }
     public WorkerInfo? Worker { get; init; }
@@ -78,6 +83,7 @@ internal static class OpenAiBatchMapper
                 new BatchError(error.Code, error.Message, error.Field, request.LineNumber));
         }
 
+        if (request.Kind == RequestKind.Embedding) return FromEmbedding(request, result, now);
         var text = result.Text ?? "";
         var logprobs = result.Logprobs is { } lp ? OpenAiLogprobs.ToJson(lp, request.Kind) : (JsonElement?)null;
         var choice = request.Kind == RequestKind.Chat
@@ -92,6 +98,25 @@ internal static class OpenAiBatchMapper
             Model = result.Worker?.Model ?? "",
             Choices = [choice],
             Usage = new CompletionUsage(usage.PromptTokens, usage.CompletionTokens, usage.PromptTokens + usage.CompletionTokens, new PromptTokensDetails(usage.CachedTokens)),
+            Timings = result.Timings,
+            Worker = result.Worker,
+            Metadata = result.Metadata,
+            User = result.User,
+        };
+        return new BatchOutputLine(NewLineId(), request.CustomId, new BatchResponse(200, result.Id, body), null);
+    }
+
+    private static BatchOutputLine FromEmbedding(BatchRequest request, JobResult result, DateTimeOffset now)
+    {
+        var usage = result.Usage ?? new Usage(0, 0, 0);
+        var body = new CompletionBody
+        {
+            Id = "embd-" + result.Id,
+            Object = "list",
+            Created = now.ToUnixTimeSeconds(),
+            Model = result.Worker?.Model ?? "",
+            Data = result.Data ?? [],
+            Usage = new CompletionUsage(usage.PromptTokens, 0, usage.PromptTokens, new PromptTokensDetails(0)),
             Timings = result.Timings,
             Worker = result.Worker,
             Metadata = result.Metadata,
