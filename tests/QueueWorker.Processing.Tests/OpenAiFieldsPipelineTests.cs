@@ -114,12 +114,22 @@ public sealed class EmbeddingPipelineTests
     [Fact]
     public async Task RunAsync_EmbeddingJobOnEngineWithoutEmbeddings_EmbeddingsDisabledNamingInput()
     {
-        var pipeline = new JobPipeline(new FakeEngine(), new InferenceOptions(), new WorkerIdentity("w", "1"), new RecordingObserver(), Clock.Create(), NullLogger<JobPipeline>.Instance);
+        var time = Clock.Create();
+        var pipeline = new JobPipeline(new NoEmbeddingsEngine(), new InferenceOptions(), new WorkerIdentity("w", "1"), new RecordingObserver(), time, NullLogger<JobPipeline>.Instance);
 
-        var result = await pipeline.RunAsync(new JobInput { Body = """{"input":"a"}"""u8.ToArray(), ReceivedAt = DateTimeOffset.UnixEpoch, MessageId = "m" }, CancellationToken.None);
+        var result = await pipeline.RunAsync(new JobInput { Body = """{"input":"a"}"""u8.ToArray(), ReceivedAt = time.GetUtcNow(), MessageId = "m" }, CancellationToken.None);
 
         Assert.Equal(ErrorCodes.EmbeddingsDisabled, result.Error!.Code);
         Assert.Equal("input", result.Error.Field);
+    }
+
+    /// <summary>An engine that keeps the interface's default: no embeddings.</summary>
+    private sealed class NoEmbeddingsEngine : IInferenceEngine
+    {
+        public EngineInfo? Info => null;
+        public bool IsReady => true;
+        public EngineStats Stats { get; } = new();
+        public Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken) => Task.FromResult(FakeEngine.Completion());
     }
 
     private sealed class EmbeddingFakeEngine : IInferenceEngine
