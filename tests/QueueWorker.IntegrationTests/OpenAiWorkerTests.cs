@@ -71,7 +71,7 @@ public sealed class OpenAiWorkerTests(NamedEmbeddingWorkerFixture fixture) : ICl
     public async Task Job_WithTools_RefusedNamingTools()
     {
         var id = NewId();
-        var result = await RunAsync(id, $$"""{"id":"{{id}}","prompt":"Once","tools":[{"type":"function","function":{"name":"f"}}]}""");
+        var result = await RunAsync(id, "{\"id\":\"" + id + "\",\"prompt\":\"Once\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}");
 
         Assert.Equal(ErrorCodes.InvalidField, result.Error!.Code);
         Assert.Equal("tools", result.Error.Field);
