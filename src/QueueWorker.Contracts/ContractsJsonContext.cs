@@ -8,4 +8,5 @@ namespace QueueWorker.Contracts;
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(JobRequest))]
 [JsonSerializable(typeof(JobResult))]
+[JsonSerializable(typeof(Logprobs))]
 public sealed partial class ContractsJsonContext : JsonSerializerContext;

@@ -27,6 +27,10 @@ public static class ErrorCodes
     public const string EngineError = "engine_error";
     /// <summary>The worker failed on this job in a way nobody foresaw (a bug); the message names the exception type and the log has the rest.</summary>
     public const string InternalError = "internal_error";
+    /// <summary>The job names a <c>model</c> other than the one this worker serves (<c>Model:Name</c>).</summary>
+    public const string ModelMismatch = "model_mismatch";
+    /// <summary>An embedding job reached a worker that does not serve embeddings (<c>Model:Embeddings</c> is off).</summary>
+    public const string EmbeddingsDisabled = "embeddings_disabled";
     /// <summary>The job was dead-lettered after killing workers repeatedly (written by tools that drain the DLQ).</summary>
     public const string PoisonJob = "poison_job";
 }

@@ -14,6 +14,10 @@ public sealed record JobLimits
     public int MaxStopLength { get; init; } = 256;
     public int MaxMessages { get; init; } = 256;
     public int MaxMetadataBytes { get; init; } = 16 * 1024;
+    /// <summary>Tokens one <c>logit_bias</c> may name.</summary>
+    public int MaxLogitBias { get; init; } = 1024;
+    /// <summary>Texts one embedding job may hold (OpenAI's limit).</summary>
+    public int MaxInputs { get; init; } = 2048;
 
     /// <summary>The largest <c>grammar</c> or <c>response_format.json_schema.schema</c>, in bytes of JSON/GBNF text.</summary>
     public int MaxGrammarBytes { get; init; } = 64 * 1024;

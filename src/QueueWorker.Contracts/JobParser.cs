@@ -127,6 +127,8 @@ public static class JobParser
             {
                 id = ReadId() ?? fallbackId;
                 metadata = ReadMetadata();
+                if (ReadEmbedding(id) is { } embedding)
+                    return new ParseResult(embedding with { Metadata = metadata }, null, id, metadata);
                 var prompt = OptionalString("prompt");
                 var messages = ReadMessages();
                 if (prompt is null && messages is null)
@@ -137,13 +139,14 @@ public static class JobParser
                     throw new FieldException("prompt", "\"prompt\" must not be empty.", ErrorCodes.MissingPrompt);
 
                 RejectUnsupported();
+                var (logprobs, topLogprobs) = ReadLogprobs();
 
                 var job = new JobRequest
                 {
                     Id = id,
                     Prompt = prompt,
                     Messages = messages,
-                    MaxTokens = OptionalInt("max_tokens", 1, limits.MaxTokens, "the worker's cap Inference:MaxTokens") ?? limits.DefaultMaxTokens,
+                    MaxTokens = ReadMaxTokens() ?? limits.DefaultMaxTokens,
                     Temperature = OptionalFloat("temperature", 0, 2, minExclusive: false, MinDivisor),
                     TopP = OptionalFloat("top_p", 0, 1, minExclusive: true),
                     TopK = OptionalInt("top_k", 0, 100_000, null),
@@ -153,6 +156,12 @@ public static class JobParser
                     Stop = ReadStop(),
                     TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
                     Metadata = metadata,
+                    LogitBias = ReadLogitBias(),
+                    PresencePenalty = OptionalFloat("presence_penalty", -2, 2, minExclusive: false),
+                    FrequencyPenalty = OptionalFloat("frequency_penalty", -2, 2, minExclusive: false),
+                    Logprobs = logprobs,
+                    TopLogprobs = topLogprobs,
+                    Model = OptionalShortString("model"),
                     User = ReadUser(),
                 };
                 job = ReadStructuredOutput(job);
@@ -352,6 +361,157 @@ public static class JobParser
             return new JsonSchemaFormat { Name = name, Schema = s.Clone(), Strict = strict };
         }
 
+        /// <summary>
+        /// An embedding job (<c>"kind": "embedding"</c> or <c>input</c> present), else null. Generation settings are refused
+        /// in it rather than ignored; OpenAI's embedding fields are honoured (<c>encoding_format</c> "float") or refused.
+        /// </summary>
+        private JobRequest? ReadEmbedding(string? id)
+        {
+            string? kind = null;
+            if (TryGet("kind", out var k))
+            {
+                kind = k.ValueKind == JsonValueKind.String ? k.GetString() : null;
+                if (kind is not ("embedding" or "completion"))
+                    throw new FieldException("kind", $"\"kind\" must be \"completion\" or \"embedding\", got {ShowAny(k)}.");
+            }
+            var hasInput = TryGet("input", out var input);
+            if (kind == "completion" && hasInput)
+                throw new FieldException("input", "\"input\" belongs to embedding jobs; a completion job takes \"prompt\" or \"messages\".");
+            if (kind != "embedding" && !hasInput) return null;
+            if (!hasInput)
+                throw new FieldException("input", "An embedding job needs \"input\": a string or an array of strings.", ErrorCodes.MissingPrompt);
+            foreach (var other in (string[])["prompt", "messages"])
+            {
+                if (TryGet(other, out _))
+                    throw new FieldException(other, $"An embedding job takes \"input\", not \"{other}\".");
+            }
+            foreach (var name in GenerationFields)
+            {
+                if (TryGet(name, out _))
+                    throw new FieldException(name, $"\"{name}\" is a generation setting; an embedding job generates nothing. Leave it out.");
+            }
+            if (TryGet("encoding_format", out var format) && !(format.ValueKind == JsonValueKind.String && format.GetString() == "float"))
+                throw new FieldException("encoding_format", $"\"encoding_format\" must be \"float\": vectors are JSON numbers, got {ShowAny(format)}.");
+            if (TryGet("dimensions", out _))
+                throw new FieldException("dimensions", "\"dimensions\" is not supported: the vectors have the model's size.");
+
+            List<string> texts = [];
+            if (input.ValueKind == JsonValueKind.String) texts.Add(input.GetString()!);
+            else if (input.ValueKind == JsonValueKind.Array)
+            {
+                var i = 0;
+                foreach (var t in input.EnumerateArray())
+                {
+                    if (t.ValueKind != JsonValueKind.String)
+                        throw new FieldException($"input[{i}]", $"\"input[{i}]\" must be a string (token arrays are not supported), got {Describe(t.ValueKind)}.");
+                    texts.Add(t.GetString()!);
+                    i++;
+                }
+            }
+            else throw new FieldException("input", $"\"input\" must be a string or an array of strings, got {Describe(input.ValueKind)}.");
+            if (texts.Count == 0) throw new FieldException("input", "\"input\" must not be empty.", ErrorCodes.MissingPrompt);
+            if (texts.Count > limits.MaxInputs)
+                throw new FieldException("input", $"\"input\" must hold at most {limits.MaxInputs} strings, got {texts.Count}.");
+            for (var i = 0; i < texts.Count; i++)
+            {
+                if (texts[i].Length == 0)
+                    throw new FieldException(input.ValueKind == JsonValueKind.String ? "input" : $"input[{i}]", "An embedding input must not be empty.", ErrorCodes.MissingPrompt);
+            }
+            return new JobRequest
+            {
+                Id = id,
+                Input = texts,
+                Model = OptionalShortString("model"),
+                User = ReadUser(),
+                TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
+            };
+        }
+
+        /// <summary>Fields that mean something only for a completion.</summary>
+        private static readonly string[] GenerationFields =
+        [
+            "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop",
+            "logit_bias", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "n", "stream", "best_of", "echo", "suffix",
+            "tools", "tool_choice", "response_format", "grammar",
+        ];
+
+        /// <summary><c>max_tokens</c>, or OpenAI's newer name for it, <c>max_completion_tokens</c>; both may be given only with one value.</summary>
+        private int? ReadMaxTokens()
+        {
+            const string why = "the worker's cap Inference:MaxTokens";
+            var maxTokens = OptionalInt("max_tokens", 1, limits.MaxTokens, why);
+            var maxCompletion = OptionalInt("max_completion_tokens", 1, limits.MaxTokens, why);
+            if (maxTokens is { } a && maxCompletion is { } b && a != b)
+                throw new FieldException("max_completion_tokens",
+                    $"\"max_completion_tokens\" ({b}) and \"max_tokens\" ({a}) are the same setting and disagree; give one of them.");
+            return maxTokens ?? maxCompletion;
+        }
+
+        /// <summary>A string of at most <see cref="JobLimits.MaxIdLength"/> characters (echoed or compared, never used as text).</summary>
+        private string? OptionalShortString(string name)
+        {
+            var s = OptionalString(name);
+            if (s is not null && s.Length > limits.MaxIdLength)
+                throw new FieldException(name, $"\"{name}\" must be at most {limits.MaxIdLength} characters, got {s.Length}.");
+            return s;
+        }
+
+        /// <summary>
+        /// OpenAI's <c>logit_bias</c>: an object mapping token ids (as decimal strings) to a bias from −100 to 100. Whether each
+        /// id is in the model's vocabulary is checked by the engine, which knows the vocabulary.
+        /// </summary>
+        private Dictionary<int, float>? ReadLogitBias()
+        {
+            if (!TryGet("logit_bias", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.Object)
+                throw new FieldException("logit_bias", $"\"logit_bias\" must be an object mapping token ids to biases from -100 to 100, got {Describe(v.ValueKind)}.");
+            var biases = new Dictionary<int, float>();
+            foreach (var p in v.EnumerateObject())
+            {
+                var field = $"logit_bias.{Truncate(p.Name)}";
+                if (biases.Count == limits.MaxLogitBias)
+                    throw new FieldException("logit_bias", $"\"logit_bias\" must hold at most {limits.MaxLogitBias} tokens.");
+                // Digits only: "+5", " 5" or "05" are not how a token id is written.
+                if (p.Name.Length is 0 or > 10 || !p.Name.All(char.IsAsciiDigit) || (p.Name.Length > 1 && p.Name[0] == '0')
+                    || !int.TryParse(p.Name, NumberStyles.None, CultureInfo.InvariantCulture, out var token))
+                    throw new FieldException(field, $"\"logit_bias\" keys must be token ids (non-negative integers written as strings), got \"{Truncate(p.Name)}\".");
+                var value = p.Value;
+                if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var bias) || double.IsNaN(bias) || bias < -100 || bias > 100)
+                    throw new FieldException(field, $"\"{field}\" must be a number from -100 to 100, got {Show(value)}.");
+                biases[token] = (float)bias;
+            }
+            return biases.Count == 0 ? null : biases;
+        }
+
+        /// <summary>
+        /// <c>logprobs</c>: a boolean (chat completions) or, as in OpenAI's legacy completions, the number of alternatives
+        /// (0..20), which stands for <c>logprobs: true</c> with that <c>top_logprobs</c>. <c>top_logprobs</c> needs logprobs on.
+        /// </summary>
+        private (bool? Logprobs, int? Top) ReadLogprobs()
+        {
+            var top = OptionalInt("top_logprobs", 0, MaxTopLogprobs, null);
+            if (!TryGet("logprobs", out var v))
+            {
+                return top is null ? (null, null)
+                    : throw new FieldException("top_logprobs", "\"top_logprobs\" needs \"logprobs\": true.");
+            }
+            switch (v.ValueKind)
+            {
+                case JsonValueKind.True:
+                    return (true, top ?? 0);
+                case JsonValueKind.False:
+                    return top is null ? (false, null)
+                        : throw new FieldException("top_logprobs", "\"top_logprobs\" needs \"logprobs\": true, got false.");
+                case JsonValueKind.Number:
+                    var n = OptionalInt("logprobs", 0, MaxTopLogprobs, null)!.Value;
+                    if (top is { } t && t != n)
+                        throw new FieldException("top_logprobs", $"\"logprobs\" as a number ({n}) is the number of alternatives, and \"top_logprobs\" ({t}) disagrees; give one of them.");
+                    return (true, n);
+                default:
+                    throw new FieldException("logprobs", $"\"logprobs\" must be a boolean (or, as in legacy completions, an integer from 0 to {MaxTopLogprobs}), got {Describe(v.ValueKind)}.");
+            }
+        }
+
         private void RejectUnsupported()
         {
             // OpenAI fields a producer might expect to work; refusing beats silently ignoring them. Only the values
@@ -362,7 +522,39 @@ public static class JobParser
                 throw new FieldException("stream", s.ValueKind == JsonValueKind.True
                     ? "\"stream\" must be false: results are published whole."
                     : $"\"stream\" must be false (a boolean): results are published whole, got {Show(s)}.");
+            if (TryGet("best_of", out var b) && !(b.ValueKind == JsonValueKind.Number && TryInteger(b, out var bv) && bv == 1))
+                throw new FieldException("best_of", $"\"best_of\" must be 1: one completion is generated per job, got {Show(b)}.");
+            if (TryGet("echo", out var e) && e.ValueKind != JsonValueKind.False)
+                throw new FieldException("echo", $"\"echo\" must be false: the prompt is not repeated in the result, got {Show(e)}.");
+            if (TryGet("store", out var st) && st.ValueKind != JsonValueKind.False)
+                throw new FieldException("store", $"\"store\" must be false: the worker stores nothing, got {Show(st)}.");
+            if (TryGet("service_tier", out var tier) && !(tier.ValueKind == JsonValueKind.String && tier.GetString() is "auto" or "default"))
+                throw new FieldException("service_tier", $"\"service_tier\" must be \"auto\" or \"default\": a worker has one tier, got {ShowAny(tier)}.");
+            if (TryGet("modalities", out var mod) && !(mod.ValueKind == JsonValueKind.Array && mod.GetArrayLength() == 1 && mod[0].ValueKind == JsonValueKind.String && mod[0].GetString() == "text"))
+                throw new FieldException("modalities", "\"modalities\" must be [\"text\"]: the worker generates text only.");
+            foreach (var (name, why) in Unsupported)
+            {
+                if (TryGet(name, out _))
+                    throw new FieldException(name, $"\"{name}\" is not supported: {why}. Leave it out (or null).");
+            }
         }
+
+        /// <summary>OpenAI request fields that would change what is generated and that the worker does not implement.</summary>
+        private static readonly (string Name, string Why)[] Unsupported =
+        [
+            ("tools", "the worker does not call tools"),
+            ("tool_choice", "the worker does not call tools"),
+            ("parallel_tool_calls", "the worker does not call tools"),
+            ("functions", "the worker does not call functions"),
+            ("function_call", "the worker does not call functions"),
+            ("stream_options", "results are published whole, never streamed"),
+            ("suffix", "insertion (text after the completion) is not implemented"),
+            ("prediction", "predicted outputs are not implemented"),
+            ("audio", "the worker generates text only"),
+            ("reasoning_effort", "the worker runs no reasoning models' effort control"),
+            ("verbosity", "the worker has no verbosity control"),
+            ("web_search_options", "the worker does not search the web"),
+        ];
 
         /// <summary>
         /// JSON numbers are read as doubles. An integral value written as a float (3.0, 3e2) is an integer; 3.5 is not.
@@ -382,6 +574,12 @@ public static class JobParser
 
         /// <summary>A value for a message: a number as written (shortened), anything else by its kind.</summary>
         private static string Show(JsonElement v) => v.ValueKind == JsonValueKind.Number ? Truncate(v.GetRawText()) : Describe(v.ValueKind);
+
+        /// <summary>Like <see cref="Show"/>, with a string's value (shortened).</summary>
+        private static string ShowAny(JsonElement v) => v.ValueKind == JsonValueKind.String ? $"\"{Truncate(v.GetString()!)}\"" : Show(v);
+
+        /// <summary>OpenAI's bound on <c>top_logprobs</c>.</summary>
+        private const int MaxTopLogprobs = 20;
 
         private int? OptionalInt(string name, int min, int max, string? maxWhy)
         {
@@ -410,7 +608,7 @@ public static class JobParser
             var f = (float)d;
             if (minExclusive && f <= min)
                 throw new FieldException(name, $"\"{name}\" must be {rule}, got {Show(v)}, which is {Fmt(min)} as the 32-bit float the sampler uses.");
-            if (d != 0 && d < smallestPositive)
+            if (smallestPositive > 0 && d != 0 && d < smallestPositive)
                 throw new FieldException(name,
                     $"\"{name}\" must be {(minExclusive ? "" : "0 or ")}at least {MinDivisorText}, got {Show(v)}: the sampler divides logits by it, and a smaller value overflows a 32-bit float.");
             return f;

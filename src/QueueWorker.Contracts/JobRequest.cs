@@ -30,6 +30,33 @@ public sealed record JobRequest
     public uint? Seed { get; init; }
     public IReadOnlyList<string>? Stop { get; init; }
 
+    /// <summary>OpenAI <c>logit_bias</c>: token id → bias added to its logit before sampling (−100..100).</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+
+    /// <summary>OpenAI <c>presence_penalty</c> (−2..2; 0 or absent disables).</summary>
+    public float? PresencePenalty { get; init; }
+
+    /// <summary>OpenAI <c>frequency_penalty</c> (−2..2; 0 or absent disables).</summary>
+    public float? FrequencyPenalty { get; init; }
+
+    /// <summary>OpenAI <c>logprobs</c>: return the log probability of each generated token.</summary>
+    public bool? Logprobs { get; init; }
+
+    /// <summary>OpenAI <c>top_logprobs</c> (0..20): the most likely alternatives returned at each position; needs <see cref="Logprobs"/>.</summary>
+    public int? TopLogprobs { get; init; }
+
+    /// <summary>OpenAI <c>model</c>: informational, unless the worker serves a named model (<c>Model:Name</c>), which it must then equal.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>OpenAI <c>user</c>: the end user, for accounting: echoed in the result, and the tenant of the CPU metric when <c>metadata.tenant</c> is absent.</summary>
+    public string? User { get; init; }
+
+    /// <summary>
+    /// An embedding job (<c>"kind": "embedding"</c>, or <c>input</c> present): the texts to embed, one vector each. Such a
+    /// job has no <see cref="Prompt"/>, <see cref="Messages"/> or generation settings.
+    /// </summary>
+    public IReadOnlyList<string>? Input { get; init; }
+
     /// <summary>Deadline in milliseconds from when the job was published (or received).</summary>
     public int? TimeoutMs { get; init; }
 
@@ -41,9 +68,6 @@ public sealed record JobRequest
 
     /// <summary>Small object echoed in the result.</summary>
     public JsonElement? Metadata { get; init; }
-
-    /// <summary>OpenAI's end-user id; the worker uses it only as the tenant of its CPU metric when <c>metadata.tenant</c> is absent.</summary>
-    public string? User { get; init; }
 
     /// <summary>Longest <see cref="User"/> and <c>metadata.tenant</c> accepted, in characters.</summary>
     public const int MaxTenantLength = 256;

@@ -37,6 +37,12 @@ public sealed record JobResult
     public Timings? Timings { get; init; }
     public WorkerInfo? Worker { get; init; }
     public JsonElement? Metadata { get; init; }
+    /// <summary>The job's <c>user</c> (OpenAI's end-user id), echoed for accounting; omitted when the job gave none.</summary>
+    public string? User { get; init; }
+    /// <summary>Log probabilities of the generated tokens, when the job asked for <c>logprobs</c> (OpenAI's chat shape).</summary>
+    public Logprobs? Logprobs { get; init; }
+    /// <summary>An embedding job's vectors, one per input in input order (OpenAI's <c>data</c>).</summary>
+    public IReadOnlyList<EmbeddingItem>? Data { get; init; }
     /// <summary>What the producer should know that did not fail the job (e.g. a <c>reply_to</c> not honoured); omitted when null.</summary>
     public IReadOnlyList<string>? Warnings { get; init; }
 
@@ -53,6 +59,25 @@ public sealed record JobError(string Code, string Message, string? Field = null)
     /// </summary>
     public static JobError Internal(Exception exception) => new(ErrorCodes.InternalError,
         $"The worker failed on this job ({exception?.GetType().Name}); the fault is logged under this job id. Retrying will not help until the worker is fixed.");
+}
+
+/// <summary>OpenAI's <c>choices[].logprobs</c> of a chat completion: one entry per generated token.</summary>
+public sealed record Logprobs(IReadOnlyList<TokenLogprob> Content);
+
+/// <summary>
+/// One generated token: its text, natural-log probability under the model's own distribution (the softmax of its raw
+/// logits, before logit_bias, penalties, temperature and truncation), its UTF-8 bytes (a token may hold part of a
+/// character) and the most likely tokens at that position, most likely first.
+/// </summary>
+public sealed record TokenLogprob(string Token, double Logprob, IReadOnlyList<int> Bytes, IReadOnlyList<TopLogprob> TopLogprobs);
+
+/// <summary>One alternative at a position of <see cref="TokenLogprob"/>.</summary>
+public sealed record TopLogprob(string Token, double Logprob, IReadOnlyList<int> Bytes);
+
+/// <summary>One input's vector: mean-pooled over its tokens and L2-normalized (OpenAI's embedding object).</summary>
+public sealed record EmbeddingItem(int Index, IReadOnlyList<float> Embedding)
+{
+    public string Object => "embedding";
 }
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int CachedTokens)

@@ -31,6 +31,13 @@ public interface IInferenceEngine
     /// (the caller decides whether to requeue).
     /// </summary>
     Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Pooled, L2-normalized vectors of <paramref name="inputs"/>, in order. Throws <see cref="InferenceException"/>
+    /// <c>embeddings_disabled</c> when the engine serves no embeddings (the default).
+    /// </summary>
+    Task<EmbeddingResult> EmbedAsync(IReadOnlyList<string> inputs, CancellationToken cancellationToken) =>
+        Task.FromException<EmbeddingResult>(InferenceException.EmbeddingsDisabled());
 }
 
 /// <summary>Sampling settings of one job. <see cref="Temperature"/> 0 is greedy and deterministic.</summary>
@@ -43,6 +50,12 @@ public sealed record SamplingParams
     public float MinP { get; init; } = 0.05f;
     /// <summary>1 disables the penalty.</summary>
     public float RepeatPenalty { get; init; } = 1.0f;
+    /// <summary>OpenAI's presence penalty (subtracted once from the logit of every token seen); 0 disables.</summary>
+    public float PresencePenalty { get; init; }
+    /// <summary>OpenAI's frequency penalty (subtracted per occurrence of a token seen); 0 disables.</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>Token id → bias added to its logit, first in the chain; null or empty: none.</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
     public uint Seed { get; init; }
 
     public static SamplingParams Greedy { get; } = new() { Temperature = 0 };
@@ -58,6 +71,8 @@ public sealed record GenerationRequest
     public required int MaxTokens { get; init; }
     public SamplingParams Sampling { get; init; } = new();
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Null: no log probabilities. Else each generated token's, with this many alternatives (0..20).</summary>
+    public int? TopLogprobs { get; init; }
     /// <summary>
     /// When generation must end with <c>finish_reason: timeout</c>, honoured as given (the job pipeline computes it,
     /// <c>Inference:MaxJobSeconds</c> included). Null: <c>Inference:MaxJobSeconds</c> after submission.
@@ -100,15 +115,20 @@ public sealed record GenerationResult
     /// during each step (wall × threads where that clock is missing), split over the step's tokens by how many were the job's.
     /// </summary>
     public double CpuMs { get; init; }
+    /// <summary>Each generated token's log probability, when <see cref="GenerationRequest.TopLogprobs"/> asked for them.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
 }
 
 /// <summary>A job that cannot succeed; <see cref="Code"/> is one of <see cref="ErrorCodes"/>.</summary>
 public sealed class InferenceException(string code, string message, string? field = null) : Exception(message)
 {
     public string Code { get; } = code;
-
     /// <summary>The job field at fault, when one is.</summary>
     public string? Field { get; } = field;
+
+    /// <summary>An embedding job on an engine that serves none.</summary>
+    public static InferenceException EmbeddingsDisabled() => new(ErrorCodes.EmbeddingsDisabled,
+        "This worker serves no embeddings (Model:Embeddings is off): send embedding jobs to a worker started with Model:Embeddings=true.", "input");
 }
 
 /// <summary>The configuration the engine actually runs with, and why (logged at startup, echoed in results).</summary>

@@ -9,6 +9,18 @@ public sealed class ModelOptions
     /// <summary>GGUF file. Empty: <c>stories260K.gguf</c> is looked for in <c>../shared/models/</c> and <c>./models/</c>.</summary>
     public string? Path { get; set; }
 
+    /// <summary>
+    /// The model name this worker serves. Set: a job whose <c>model</c> names another is refused (<c>model_mismatch</c>), so
+    /// one queue per model is safe. Empty (the default): a job's <c>model</c> is informational.
+    /// </summary>
+    public string? Name { get; set; }
+
+    /// <summary>
+    /// Serve embedding jobs (<c>input</c>) too, on a second context over the same weights (mean pooling, L2-normalized).
+    /// Off (the default): embedding jobs are refused with <c>embeddings_disabled</c> and no memory is spent on them.
+    /// </summary>
+    public bool Embeddings { get; set; }
+
     /// <summary>Memory-map the model file (llama.cpp's <c>use_mmap</c>); off reads it into memory.</summary>
     public bool UseMmap { get; set; } = true;
 

@@ -21,6 +21,7 @@ public static class JobMapping
             Messages = job.Messages,
             MaxTokens = job.MaxTokens ?? throw new ArgumentException("A parsed job always has max_tokens.", nameof(job)),
             Stop = job.Stop ?? [],
+            TopLogprobs = job.Logprobs == true ? job.TopLogprobs ?? 0 : null,
             Deadline = deadline,
             Grammar = SchemaGrammars.For(job),
             Sampling = new SamplingParams
@@ -30,6 +31,9 @@ public static class JobMapping
                 TopK = job.TopK ?? defaults.TopK,
                 MinP = job.MinP ?? defaults.MinP,
                 RepeatPenalty = job.RepeatPenalty ?? defaults.RepeatPenalty,
+                PresencePenalty = job.PresencePenalty ?? defaults.PresencePenalty,
+                FrequencyPenalty = job.FrequencyPenalty ?? defaults.FrequencyPenalty,
+                LogitBias = job.LogitBias,
                 // A job without a seed still gets one, so its result could be reproduced from the log.
 #pragma warning disable RS0030 // Random.Shared: this default seed is one of the two sources of randomness (BannedSymbols.txt).
                 Seed = job.Seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue),
@@ -40,11 +44,12 @@ public static class JobMapping
 
     /// <summary>A completed result with usage and timings (see the README's definition of each timing).</summary>
     /// <param name="json">The job asked for JSON (<c>response_format</c>): the result carries the text parsed, or a warning when it is not complete JSON.</param>
-    public static JobResult ToCompleted(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata, bool json = false)
+    /// <param name="user">The job's OpenAI <c>user</c>, echoed for accounting.</param>
+    public static JobResult ToCompleted(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata, bool json = false, string? user = null)
     {
         ArgumentNullException.ThrowIfNull(generated);
         var (parsed, warning) = json ? ParseJson(generated) : (null, null);
-        return Completed(id, generated, queuedMs, totalMs, worker, metadata) with { Parsed = parsed, Warnings = warning is null ? null : [warning] };
+        return Completed(id, generated, queuedMs, totalMs, worker, metadata, user) with { Parsed = parsed, Warnings = warning is null ? null : [warning] };
     }
 
     /// <summary>
@@ -76,8 +81,10 @@ public static class JobMapping
         }
     }
 
-    private static JobResult Completed(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata) => new()
+    private static JobResult Completed(string id, GenerationResult generated, double? queuedMs, double totalMs, WorkerInfo worker, JsonElement? metadata, string? user) => new()
     {
+        User = user,
+        Logprobs = generated.Logprobs is { } logprobs ? new Logprobs(logprobs) : null,
         Id = id,
         Status = JobStatus.Completed,
         Text = generated.Text,

@@ -23,7 +23,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
     private Running? _running;
 
-    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler, Grammar.GrammarCache Grammars);
+    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler, Grammar.GrammarCache Grammars, Embedder? Embedder);
 
     public LlamaEngine(ModelOptions model, InferenceOptions inference, ILogger<LlamaEngine>? logger = null, TimeProvider? timeProvider = null)
     {
@@ -97,6 +97,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
             }
 
             LLamaContext? context = null;
+            Embedder? embedder = null;
             try
             {
                 var model = weights.NativeHandle;
@@ -115,16 +116,36 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 var format = PromptRenderer.ChooseFormat(model, _modelOptions.ChatTemplate, w => Log.ChatTemplateWarning(_logger, w));
                 Log.ChatFormatChosen(_logger, format.Description);
 
+                if (_modelOptions.Embeddings)
+                {
+                    // A context of its own: the completion context keeps logits-only decodes, and neither waits for the other.
+                    var embedParams = new ModelParams(path)
+                    {
+                        ContextSize = (uint)_options.BatchSize,
+                        BatchSize = (uint)_options.BatchSize,
+                        UBatchSize = (uint)_options.BatchSize,
+                        SeqMax = Embedder.MaxSequences,
+                        Threads = budget.Threads,
+                        BatchThreads = budget.BatchThreads,
+                        Embeddings = true,
+                        PoolingType = LLamaPoolingType.Mean,
+                        KVUnified = true,
+                    };
+                    embedder = new Embedder(weights.CreateContext(embedParams), model, _time);
+                    Log.EmbeddingsEnabled(_logger, embedder.Dimensions, Embedder.MaxSequences, _options.BatchSize);
+                }
+
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     (budget.Threads, budget.BatchThreads), _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt);
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,
-                    new Grammar.GrammarCache(model, GrammarCacheSize));
+                    new Grammar.GrammarCache(model, GrammarCacheSize), embedder);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);
                 scheduler.Start();
             }
             catch
             {
+                embedder?.Dispose();
                 context?.Dispose();
                 weights.Dispose();
                 throw;
@@ -145,6 +166,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
             if (_running is not { } running) return;
             await running.Scheduler.StopAsync(cancellationToken).ConfigureAwait(false);
             _running = null;
+            running.Embedder?.Dispose();
             running.Context.Dispose();
             running.Weights.Dispose();
         }
@@ -188,6 +210,18 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         if (request.MaxTokens < 1)
             throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokens, "MaxTokens must be at least 1.");
 
+        if (request.Sampling.LogitBias is { } bias)
+        {
+            // Only the engine knows the vocabulary; llama.cpp would ignore an id beyond it.
+            var vocab = running.Weights.NativeHandle.Vocab.Count;
+            foreach (var id in bias.Keys)
+            {
+                if (id >= vocab)
+                    throw new InferenceException(ErrorCodes.InvalidField,
+                        $"\"logit_bias\" names token {id}, but the model's vocabulary has tokens 0 to {vocab - 1}.", $"logit_bias.{id}");
+            }
+        }
+
         // Tokenized on the caller's thread: the scheduler thread only decodes.
         var prompt = running.Renderer.Render(request);
         if (prompt.Length == 0)
@@ -210,6 +244,15 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         using var registration = cancellationToken.UnsafeRegister(static state => ((InferenceJob)state!).OnCancelled(), job);
         if (!running.Scheduler.TryEnqueue(job)) throw new OperationCanceledException("The inference engine is stopping or its scheduler failed: the job was not started.");
         return await job.Completion.Task.ConfigureAwait(false);
+    }
+
+    public Task<EmbeddingResult> EmbedAsync(IReadOnlyList<string> inputs, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        var running = RunningOrThrow();
+        return running.Embedder is { } embedder
+            ? embedder.EmbedAsync(inputs, cancellationToken)
+            : Task.FromException<EmbeddingResult>(InferenceException.EmbeddingsDisabled());
     }
 
     private Running RunningOrThrow() => _running

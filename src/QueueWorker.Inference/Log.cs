@@ -71,4 +71,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1020, Level = LogLevel.Information, Message = "KV cache: K {TypeK}, V {TypeV}; flash attention {FlashAttention}")]
     public static partial void KvCacheChosen(ILogger logger, string typeK, string typeV, string flashAttention);
+    [LoggerMessage(EventId = 1040, Level = LogLevel.Information,
+        Message = "Embeddings on (Model:Embeddings): a second context, mean pooling, {Dimensions} dimensions, up to {Sequences} texts and {BatchSize} tokens per decode")]
+    public static partial void EmbeddingsEnabled(ILogger logger, int dimensions, int sequences, int batchSize);
 }

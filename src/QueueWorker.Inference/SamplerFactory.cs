@@ -8,12 +8,22 @@ internal static class SamplerFactory
     /// <summary>Tokens of history the repeat penalty looks at (llama.cpp's default).</summary>
     public const int PenaltyWindow = 64;
 
-    /// <param name="grammar">A compiled grammar: a copy of it masks every token it does not allow, before any other stage.</param>
-    public static SafeLLamaSamplerChainHandle Create(SamplingParams p, ReadOnlySpan<LLamaToken> prompt, Grammar.GrammarPrototype? grammar = null)
+    /// <param name="p">The job's settings.</param>
+    /// <param name="prompt">The prompt tokens (the penalties' history starts with its end).</param>
+    /// <param name="vocabSize">The model's vocabulary size (logit_bias ids were checked against it).</param>
+    /// <param name="grammar">A compiled grammar: a copy of it masks every token it does not allow, before the samplers choose.</param>
+    public static SafeLLamaSamplerChainHandle Create(SamplingParams p, ReadOnlySpan<LLamaToken> prompt, int vocabSize, Grammar.GrammarPrototype? grammar = null)
     {
         var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
-        var penalize = p.RepeatPenalty != 1f;
-        if (penalize) chain.AddPenalties(PenaltyWindow, p.RepeatPenalty, 0f, 0f);
+        // First, as in llama.cpp's common sampler: a bias shifts the raw logits every later stage sees.
+        if (p.LogitBias is { Count: > 0 } bias)
+        {
+            var biases = bias.Select(b => new LLamaLogitBias { Token = b.Key, Bias = b.Value }).ToArray();
+            chain.AddLogitBias(vocabSize, biases);
+        }
+        // One llama.cpp sampler holds all three penalties over the same window.
+        var penalize = p.RepeatPenalty != 1f || p.FrequencyPenalty != 0f || p.PresencePenalty != 0f;
+        if (penalize) chain.AddPenalties(PenaltyWindow, p.RepeatPenalty, p.FrequencyPenalty, p.PresencePenalty);
         // The penalty window covers the end of the prompt too, as in llama.cpp's server. Accepted before the grammar
         // joins the chain: the prompt is not output, and a grammar fed it would reject it.
         // (Sample() accepts each sampled token itself: no extra Accept after it.)

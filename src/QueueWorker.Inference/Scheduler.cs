@@ -274,19 +274,23 @@ internal sealed class Scheduler
         }
         var slot = plan.Target!;
         // The target's cells are arranged (and the source's copied) before evictions, which may include the source.
-        slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt, job.Grammar), _step);
+        slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar), _step);
         foreach (var evicted in plan.Evict ?? []) evicted.Evict();
         Log.JobAdmitted(_logger, job.Request.JobId, slot.Id, job.Prompt.Length, plan.Reuse, plan.Source?.Id ?? -1, slot.WaitMs);
     }
 
     private void Sample(Slot slot)
     {
+        // Read before sampling moves the slot on; the sampler copies the logits and never writes them back. A job that
+        // did not ask for log probabilities pays this one test.
+        var logits = slot.WantsLogprobs ? _ctx.GetLogitsIth(slot.LogitsIndex) : default;
         var token = slot.Sample(_ctx);
         if (token.IsEndOfGeneration(_vocab))
         {
             Finish(slot, FinishReasons.Stop);
             return;
         }
+        if (slot.WantsLogprobs) slot.AddLogprob(TokenLogprobs.Of(logits, token, slot.Job!.Request.TopLogprobs ?? 0, Piece));
         Emit(slot, slot.Accept(token, Piece(token)));
         if (slot.LimitReached is { } reason) Finish(slot, reason);
     }

@@ -75,6 +75,8 @@ internal sealed class Slot
     /// <summary><see cref="TimeProvider.GetTimestamp"/> of the first and the last sampled token, 0 before the first.</summary>
     private long _firstTokenAt;
     private long _lastTokenAt;
+    /// <summary>The generated tokens' log probabilities, when the job asked for them; else null.</summary>
+    private List<TokenLogprob>? _logprobs;
 
     /// <param name="id">The slot's number, which is also its llama sequence id.</param>
     /// <param name="cells">The shared context's KV cells.</param>
@@ -158,6 +160,7 @@ internal sealed class Slot
         _sampler = sampler;
         _stops = new StopStringMatcher(job.Request.Stop);
         _promptCursor = reuse;
+        _logprobs = job.Request.TopLogprobs is null ? null : [];
         Reused = reuse;
         AdmittedAt = _time.GetTimestamp();
         LastUsed = step;
@@ -198,6 +201,19 @@ internal sealed class Slot
 
     /// <summary>The decoded batch holds logits of this slot, waiting for <see cref="Sample"/>.</summary>
     public bool HasLogits => _logitsIndex >= 0;
+
+    /// <summary>Index of this slot's logits in the decoded batch (valid while <see cref="HasLogits"/>).</summary>
+    public int LogitsIndex => _logitsIndex;
+
+    /// <summary>The job asked for each generated token's log probability.</summary>
+    public bool WantsLogprobs => _logprobs is not null;
+
+    /// <summary>Records the log probability of the token just accepted (see <see cref="WantsLogprobs"/>).</summary>
+    public void AddLogprob(TokenLogprob logprob)
+    {
+        Require(State == SlotState.Generating && _logprobs is not null, "record a log probability");
+        _logprobs!.Add(logprob);
+    }
 
     /// <summary>Tokens this slot placed in the current batch (its pending token and its prompt chunk).</summary>
     public int TokensInBatch => (_pending is null ? 0 : 1) + _chunk;
@@ -285,6 +301,7 @@ internal sealed class Slot
             FirstTokenMs = _firstTokenAt == 0 ? 0 : _time.GetElapsedTime(AdmittedAt, _firstTokenAt).TotalMilliseconds,
             GenerationMs = _firstTokenAt == 0 ? 0 : _time.GetElapsedTime(_firstTokenAt, _lastTokenAt).TotalMilliseconds,
             CpuMs = CpuMs,
+            Logprobs = _logprobs?.ToArray(),
         };
     }
 
@@ -358,6 +375,7 @@ internal sealed class Slot
         AdmittedAt = 0;
         _firstTokenAt = 0;
         _lastTokenAt = 0;
+        _logprobs = null;
     }
 
     private void Require(bool legal, string action)

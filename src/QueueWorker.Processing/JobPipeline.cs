@@ -47,13 +47,20 @@ public sealed class JobPipeline
     private readonly ILogger _logger;
     private readonly JobLimits _limits;
     private readonly TimeSpan _maxJob;
+    private readonly string? _servedModel;
 
     /// <summary>Called as each stage begins; tests throw from it to prove no stage can leave a job without a result.</summary>
     internal Action<JobStage>? StageHook { get; set; }
 
     /// <param name="options">Where <c>max_tokens</c> limits and <c>Inference:MaxJobSeconds</c> come from.</param>
-    public JobPipeline(IInferenceEngine engine, InferenceOptions options, WorkerIdentity identity, IJobObserver observer, TimeProvider time, ILogger<JobPipeline> logger)
+    /// <param name="servedModel">
+    /// <c>Model:Name</c>: when set, a job naming another <c>model</c> is refused with <c>model_mismatch</c>; null or empty
+    /// leaves a job's <c>model</c> informational.
+    /// </param>
+    public JobPipeline(IInferenceEngine engine, InferenceOptions options, WorkerIdentity identity, IJobObserver observer, TimeProvider time, ILogger<JobPipeline> logger,
+        string? servedModel = null)
     {
+        _servedModel = string.IsNullOrEmpty(servedModel) ? null : servedModel;
         _engine = engine;
         _identity = identity;
         _observer = observer;
@@ -103,6 +110,10 @@ public sealed class JobPipeline
             if (admission.Error is { } rejected)
                 return Fail(id, rejected, metadata, started, arrival.DeliveryCount);
             var job = admission.Job!;
+            if (_servedModel is { } served && job.Model is { } asked && !string.Equals(asked, served, StringComparison.Ordinal))
+                return Fail(id, new JobError(ErrorCodes.ModelMismatch,
+                    $"The job asks for model \"{asked}\", but this worker serves \"{served}\" (Model:Name): send it to that model's queue.", "model"),
+                    metadata, started, arrival.DeliveryCount);
 
             // 2. Deadline: one rule for every caller; a job already too late is not started.
             StageHook?.Invoke(JobStage.Deadline);
@@ -113,6 +124,8 @@ public sealed class JobPipeline
 
             // 3. Engine: waits for a slot, generates until a finish reason (the deadline included).
             StageHook?.Invoke(JobStage.Engine);
+            if (job.Input is { } inputs)
+                return await EmbedAsync(id, job, inputs, metadata, started, arrival, cancellationToken).ConfigureAwait(false);
             Log.JobStarted(_logger, id, arrival.DeliveryCount);
             GenerationResult generated;
             using (var inference = JobTelemetry.Source.StartActivity(JobTelemetry.InferenceActivity))
@@ -136,7 +149,7 @@ public sealed class JobPipeline
             StageHook?.Invoke(JobStage.Result);
             var totalMs = _time.GetElapsedTime(started).TotalMilliseconds;
             var result = JobMapping.ToCompleted(id, generated, QueuedMs(arrival, generated.WaitMs), totalMs, _identity.Describe(_engine.Info), metadata,
-                json: job.ResponseFormat?.IsJson == true);
+                json: job.ResponseFormat?.IsJson == true, user: job.User);
             StageHook?.Invoke(JobStage.Observe);
             _observer.JobCompleted(result, job.Tenant);
             Log.JobCompleted(_logger, id, generated.FinishReason, generated.PromptTokens, generated.CompletionTokens, totalMs);
@@ -155,6 +168,39 @@ public sealed class JobPipeline
         {
             scope?.Dispose();
         }
+    }
+
+    /// <summary>An embedding job's engine and result stages: its vectors in input order, or the engine's refusal.</summary>
+    private async Task<JobResult> EmbedAsync(string id, JobRequest job, IReadOnlyList<string> inputs, JsonElement? metadata, long started, JobArrival arrival,
+        CancellationToken cancellationToken)
+    {
+        Log.JobStarted(_logger, id, arrival.DeliveryCount);
+        EmbeddingResult embedded;
+        try
+        {
+            embedded = await _engine.EmbedAsync(inputs, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InferenceException ex)
+        {
+            return Fail(id, JobMapping.ToError(ex), metadata, started, arrival.DeliveryCount);
+        }
+        StageHook?.Invoke(JobStage.Result);
+        var totalMs = _time.GetElapsedTime(started).TotalMilliseconds;
+        var result = new JobResult
+        {
+            Id = id,
+            Status = JobStatus.Completed,
+            Data = embedded.Vectors.Select((v, i) => new EmbeddingItem(i, v)).ToArray(),
+            Usage = new Usage(embedded.PromptTokens, 0, 0),
+            Timings = new Timings { PromptMs = JobMapping.Round(embedded.ComputeMs), TotalMs = JobMapping.Round(totalMs) },
+            Worker = _identity.Describe(_engine.Info),
+            Metadata = metadata,
+            User = job.User,
+        };
+        StageHook?.Invoke(JobStage.Observe);
+        _observer.JobCompleted(result);
+        Log.JobCompleted(_logger, id, "embedding", embedded.PromptTokens, 0, totalMs);
+        return result;
     }
 
     /// <summary>The envelope checks, then the parse; the id is the body's, else the message id, else a new one.</summary>

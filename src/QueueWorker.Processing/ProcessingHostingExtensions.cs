@@ -28,7 +28,8 @@ public static class ProcessingHostingExtensions
             sp.GetRequiredService<WorkerIdentity>(),
             sp.GetRequiredService<IJobObserver>(),
             sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<ILogger<JobPipeline>>()));
+            sp.GetRequiredService<ILogger<JobPipeline>>(),
+            sp.GetService<IOptions<ModelOptions>>()?.Value.Name));
         return builder;
     }
 }

@@ -106,7 +106,7 @@ public sealed class BatchInputParserTests
     }
 
     [Theory]
-    [InlineData("""{"custom_id":"a","url":"/v1/embeddings","body":{"input":"x"}}""", "url", "line 2: \"url\" must be \"/v1/completions\" or \"/v1/chat/completions\", got \"/v1/embeddings\".")]
+    [InlineData("""{"custom_id":"a","url":"/v1/files","body":{"input":"x"}}""", "url", "line 2: \"url\" must be \"/v1/completions\", \"/v1/chat/completions\" or \"/v1/embeddings\", got \"/v1/files\".")]
     [InlineData("""{"custom_id":"a","method":"GET","url":"/v1/completions","body":{"prompt":"x"}}""", "method", "line 2: \"method\" must be \"POST\", got \"GET\".")]
     [InlineData("""{"custom_id":"a","url":"/v1/completions","body":"x"}""", "body", "line 2: \"body\" must be an object, got \"x\".")]
     [InlineData("""{"custom_id":"a","url":"/v1/completions","body":{"messages":[{"role":"user","content":"x"}]}}""", "body.messages", null)]

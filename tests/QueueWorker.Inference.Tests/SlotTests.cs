@@ -27,7 +27,7 @@ internal static class TestSlots
     // of NativeApi, which creating a sampler chain alone does not reach: without this call the load fails.
     static TestSlots() => NativeApi.llama_empty_call();
 
-    public static SafeLLamaSamplerChainHandle Sampler() => SamplerFactory.Create(SamplingParams.Greedy, []);
+    public static SafeLLamaSamplerChainHandle Sampler() => SamplerFactory.Create(SamplingParams.Greedy, [], 0);
 
     public static Slot New(int id = 0, IKvCells? cells = null, bool keepCache = true, TimeProvider? time = null) =>
         new(id, cells ?? new FakeKvCells(), keepCache, time ?? TimeProvider.System);

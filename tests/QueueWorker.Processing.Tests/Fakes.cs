@@ -23,6 +23,18 @@ internal sealed class FakeEngine : IInferenceEngine
         return Answer(request, cancellationToken);
     }
 
+    /// <summary>
+    /// An embedding job takes the same <see cref="Answer"/> (so every engine outcome applies to it too), recorded in
+    /// <see cref="Requests"/> as a request without a prompt; each input gets a one-number vector.
+    /// </summary>
+    public async Task<EmbeddingResult> EmbedAsync(IReadOnlyList<string> inputs, CancellationToken cancellationToken)
+    {
+        var request = new GenerationRequest { JobId = "embedding", MaxTokens = 1 };
+        Requests.Enqueue(request);
+        var answer = await Answer(request, cancellationToken).ConfigureAwait(false);
+        return new EmbeddingResult(inputs.Select(_ => new[] { 1f }).ToArray(), answer.PromptTokens, answer.PromptMs);
+    }
+
     public static GenerationResult Completion(double waitMs = 0) => new()
     {
         Text = " there was a cat",

@@ -35,7 +35,8 @@ public static class JobBodyGen
 
     public static readonly string[] KnownKeys =
         ["id", "prompt", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop",
-         "timeout_ms", "metadata", "n", "stream", "model", "role", "content"];
+         "timeout_ms", "metadata", "n", "stream", "model", "role", "content", "max_completion_tokens", "logit_bias", "presence_penalty",
+         "frequency_penalty", "logprobs", "top_logprobs", "user", "tools", "echo", "input", "kind"];
 
     public static readonly Gen<string> JsonKey = Gen.Frequency(
         (3, Gen.OneOf(KnownKeys).Select(k => "\"" + k + "\"")),
@@ -67,6 +68,10 @@ public static class JobBodyGen
         "messages" => Gen.Frequency((4, Message.Array[0, 4].Select(m => "[" + string.Join(",", m) + "]")), (1, JsonValue)),
         "stop" => Gen.Frequency((2, JsonString), (2, JsonString.Array[0, 18].Select(s => "[" + string.Join(",", s) + "]")), (1, LongStop), (1, JsonValue)),
         "metadata" => Gen.Frequency((3, Gen.Select(JsonKey, JsonValue).Array[0, 5].Select(Obj)), (1, BigMetadata), (1, DeepNesting), (1, JsonValue)),
+        "logit_bias" => Gen.Frequency((3, Gen.Select(JsonKey, JsonNumber).Array[0, 4].Select(Obj)), (1, JsonValue)),
+        "input" => Gen.Frequency((2, JsonString), (2, JsonString.Array[0, 4].Select(s => "[" + string.Join(",", s) + "]")), (1, JsonValue)),
+        "kind" => Gen.Frequency((2, Gen.OneOf("\"embedding\"", "\"completion\"", "\"x\"")), (1, JsonValue)),
+        "logprobs" or "echo" => Gen.Frequency((2, Gen.OneOf("true", "false", "null", "1", "5", "21")), (1, JsonValue)),
         "stream" or "n" => Gen.Frequency((2, Gen.OneOf("true", "false", "null", "1", "\"true\"", "1.0", "2")), (1, JsonValue)),
         _ => Gen.Frequency((4, JsonNumber), (1, JsonValue)),
     };

@@ -81,6 +81,14 @@ public class JobParserPropertyTests
     /// <summary>A job the parser accepts is one the engine can run as meant: no value it would misread.</summary>
     private static void AssertUsable(JobRequest job)
     {
+        if (job.Input is { } inputs)
+        {
+            // An embedding job: texts only, nothing of a completion.
+            Assert.InRange(inputs.Count, 1, JobLimits.Default.MaxInputs);
+            Assert.All(inputs, i => Assert.True(i.Length > 0 && AmqpShortString.IsValidUtf16(i)));
+            Assert.True(job.Prompt is null && job.Messages is null && job.MaxTokens is null && job.Temperature is null && job.Stop is null);
+            return;
+        }
         Assert.True((job.Prompt is { Length: > 0 }) != (job.Messages is { Count: > 0 }));
         if (job.Prompt is { } prompt) Assert.True(AmqpShortString.IsValidUtf16(prompt));
         foreach (var m in job.Messages ?? [])

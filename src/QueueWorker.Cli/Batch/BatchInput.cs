@@ -13,6 +13,8 @@ internal enum RequestKind
     Completion,
     /// <summary><c>/v1/chat/completions</c>: <c>messages</c> in, <c>choices[].message</c> out.</summary>
     Chat,
+    /// <summary><c>/v1/embeddings</c>: <c>input</c> in, <c>data[].embedding</c> out.</summary>
+    Embedding,
 }
 
 /// <summary>One input line, read: a request to run, or an error to write as its output line.</summary>
@@ -37,6 +39,7 @@ internal static class BatchInputParser
 {
     public const string CompletionsUrl = "/v1/completions";
     public const string ChatCompletionsUrl = "/v1/chat/completions";
+    public const string EmbeddingsUrl = "/v1/embeddings";
 
     public static BatchLine Parse(ReadOnlySpan<byte> line, long lineNumber, JobLimits limits, int maxJobBytes)
     {
@@ -84,9 +87,10 @@ internal static class BatchInputParser
         RequestKind kind;
         if (url == CompletionsUrl) kind = RequestKind.Completion;
         else if (url == ChatCompletionsUrl) kind = RequestKind.Chat;
+        else if (url == EmbeddingsUrl) kind = RequestKind.Embedding;
         else
             return Error(lineNumber, customId, ErrorCodes.InvalidField,
-                $"\"url\" must be \"{CompletionsUrl}\" or \"{ChatCompletionsUrl}\", got {Describe(urlNode)}.", "url");
+                $"\"url\" must be \"{CompletionsUrl}\", \"{ChatCompletionsUrl}\" or \"{EmbeddingsUrl}\", got {Describe(urlNode)}.", "url");
 
         if (line["body"] is not JsonObject body)
             return Error(lineNumber, customId, ErrorCodes.InvalidField, $"\"body\" must be an object, got {Describe(line["body"])}.", "body");
@@ -96,6 +100,10 @@ internal static class BatchInputParser
             return Error(lineNumber, customId, ErrorCodes.InvalidField, $"{CompletionsUrl} takes \"prompt\", not \"messages\" (use {ChatCompletionsUrl}).", "body.messages");
         if (kind == RequestKind.Chat && body.ContainsKey("prompt"))
             return Error(lineNumber, customId, ErrorCodes.InvalidField, $"{ChatCompletionsUrl} takes \"messages\", not \"prompt\" (use {CompletionsUrl}).", "body.prompt");
+        if (kind != RequestKind.Embedding && body.ContainsKey("input"))
+            return Error(lineNumber, customId, ErrorCodes.InvalidField, $"{url} takes no \"input\" (use {EmbeddingsUrl}).", "body.input");
+        if (kind == RequestKind.Embedding && !body.ContainsKey("input"))
+            return Error(lineNumber, customId, ErrorCodes.MissingPrompt, $"{EmbeddingsUrl} takes \"input\": a string or an array of strings.", "body.input");
 
         // custom_id is the job id: the worker's idempotency key, echoed as the result's message_id.
         if (body["id"] is { } bodyId && !(bodyId.GetValueKind() == JsonValueKind.String && bodyId.GetValue<string>() == customId))
@@ -125,7 +133,9 @@ internal static class BatchInputParser
         {
             return Error(lineNumber, null, ErrorCodes.InvalidField, $"\"id\" must be a string, got {Describe(idNode)}.", "id");
         }
-        var kind = body.ContainsKey("messages") ? RequestKind.Chat : RequestKind.Completion;
+        var kind = body.ContainsKey("input") || (body["kind"] is JsonValue k && k.GetValueKind() == JsonValueKind.String && k.GetValue<string>() == "embedding")
+            ? RequestKind.Embedding
+            : body.ContainsKey("messages") ? RequestKind.Chat : RequestKind.Completion;
         return Build(body, lineNumber, customId, kind, "", limits, maxJobBytes);
     }
 

@@ -23,20 +23,27 @@ internal sealed record BatchResponse(int StatusCode, string RequestId, Completio
 /// </summary>
 internal sealed record BatchError(string Code, string Message, string? Param = null, long? Line = null);
 
-/// <summary>An OpenAI <c>text_completion</c> or <c>chat.completion</c> object, plus QueueWorker's timings and worker.</summary>
+/// <summary>
+/// An OpenAI <c>text_completion</c>, <c>chat.completion</c> or embeddings <c>list</c> object (<see cref="Choices"/> or
+/// <see cref="Data"/>), plus QueueWorker's timings and worker.
+/// </summary>
 internal sealed record CompletionBody
 {
     public required string Id { get; init; }
     public required string Object { get; init; }
     public required long Created { get; init; }
     public required string Model { get; init; }
-    public required IReadOnlyList<CompletionChoice> Choices { get; init; }
+    public IReadOnlyList<CompletionChoice>? Choices { get; init; }
+    /// <summary>Embeddings only: one vector per input, in input order.</summary>
+    public IReadOnlyList<EmbeddingItem>? Data { get; init; }
     public required CompletionUsage Usage { get; init; }
     public Timings? Timings { get; init; }
     public WorkerInfo? Worker { get; init; }
     public JsonElement? Metadata { get; init; }
     /// <summary>The worker's warnings (e.g. a JSON output cut short by max_tokens).</summary>
     public IReadOnlyList<string>? Warnings { get; init; }
+    /// <summary>The request's <c>user</c>, echoed for accounting (QueueWorker's addition).</summary>
+    public string? User { get; init; }
 }
 
 internal sealed record CompletionChoice
@@ -80,10 +87,12 @@ internal static class OpenAiBatchMapper
                 new BatchError(error.Code, error.Message, error.Field, request.LineNumber));
         }
 
+        if (request.Kind == RequestKind.Embedding) return FromEmbedding(request, result, now);
         var text = result.Text ?? "";
+        var logprobs = result.Logprobs is { } lp ? OpenAiLogprobs.ToJson(lp, request.Kind) : (JsonElement?)null;
         var choice = request.Kind == RequestKind.Chat
-            ? new CompletionChoice { Index = 0, Message = new AssistantMessage("assistant", text), FinishReason = FinishReason(result.FinishReason), Parsed = result.Parsed }
-            : new CompletionChoice { Index = 0, Text = text, FinishReason = FinishReason(result.FinishReason), Parsed = result.Parsed };
+            ? new CompletionChoice { Index = 0, Message = new AssistantMessage("assistant", text), Logprobs = logprobs, FinishReason = FinishReason(result.FinishReason), Parsed = result.Parsed }
+            : new CompletionChoice { Index = 0, Text = text, Logprobs = logprobs, FinishReason = FinishReason(result.FinishReason), Parsed = result.Parsed };
         var usage = result.Usage ?? new Usage(0, 0, 0);
         var body = new CompletionBody
         {
@@ -97,6 +106,26 @@ internal static class OpenAiBatchMapper
             Worker = result.Worker,
             Metadata = result.Metadata,
             Warnings = result.Warnings,
+            User = result.User,
+        };
+        return new BatchOutputLine(NewLineId(), request.CustomId, new BatchResponse(200, result.Id, body), null);
+    }
+
+    private static BatchOutputLine FromEmbedding(BatchRequest request, JobResult result, DateTimeOffset now)
+    {
+        var usage = result.Usage ?? new Usage(0, 0, 0);
+        var body = new CompletionBody
+        {
+            Id = "embd-" + result.Id,
+            Object = "list",
+            Created = now.ToUnixTimeSeconds(),
+            Model = result.Worker?.Model ?? "",
+            Data = result.Data ?? [],
+            Usage = new CompletionUsage(usage.PromptTokens, 0, usage.PromptTokens, new PromptTokensDetails(0)),
+            Timings = result.Timings,
+            Worker = result.Worker,
+            Metadata = result.Metadata,
+            User = result.User,
         };
         return new BatchOutputLine(NewLineId(), request.CustomId, new BatchResponse(200, result.Id, body), null);
     }
@@ -125,4 +154,55 @@ internal static class OpenAiBatchMapper
     }
 
     private static string NewLineId() => "batch_req_" + Guid.NewGuid().ToString("N");
+}
+
+/// <summary>
+/// A result's log probabilities in the shape of the request's endpoint: chat completions get OpenAI's
+/// <c>{"content": [{token, logprob, bytes, top_logprobs}]}</c> as the worker returns it; legacy completions get
+/// <c>{tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}</c> (offsets in UTF-16 characters from the
+/// start of the completion, since the prompt is not echoed).
+/// </summary>
+internal static class OpenAiLogprobs
+{
+    public static JsonElement ToJson(Logprobs logprobs, RequestKind kind)
+    {
+        if (kind == RequestKind.Chat)
+            return JsonSerializer.SerializeToElement(logprobs, ContractsJsonContext.Default.Logprobs);
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            var content = logprobs.Content;
+            w.WriteStartObject();
+            w.WriteStartArray("tokens");
+            foreach (var t in content) w.WriteStringValue(t.Token);
+            w.WriteEndArray();
+            w.WriteStartArray("token_logprobs");
+            foreach (var t in content) w.WriteNumberValue(t.Logprob);
+            w.WriteEndArray();
+            w.WriteStartArray("top_logprobs");
+            foreach (var t in content)
+            {
+                w.WriteStartObject();
+                // Two tokens may show the same text (pieces of one character both read U+FFFD): the likelier one stands.
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var alt in t.TopLogprobs)
+                {
+                    if (seen.Add(alt.Token)) w.WriteNumber(alt.Token, alt.Logprob);
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("text_offset");
+            var offset = 0;
+            foreach (var t in content)
+            {
+                w.WriteNumberValue(offset);
+                offset += t.Token.Length;
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        using var doc = JsonDocument.Parse(buffer.ToArray());
+        return doc.RootElement.Clone();
+    }
 }

@@ -63,7 +63,7 @@ internal sealed class LocalJobRunner : IJobRunner
         {
             throw new CliException("the local engine cannot start: " + ex.Message, ExitCodes.Usage, ex);
         }
-        Use(_host.Engine, _host.Options);
+        Use(_host.Engine, _host.Options, _configuration![$"{ModelOptions.Section}:{nameof(ModelOptions.Name)}"]);
     }
 
     /// <summary>
@@ -76,11 +76,11 @@ internal sealed class LocalJobRunner : IJobRunner
         return pipeline.RunAsync(submission.Job, JobArrival.InProcess(_time.GetUtcNow()), cancellationToken);
     }
 
-    private void Use(IInferenceEngine engine, InferenceOptions options)
+    private void Use(IInferenceEngine engine, InferenceOptions options, string? servedModel = null)
     {
         _engine = engine;
         // A silent logger: qw reports each failed job in its output and summary; a log line per job would tear the progress bar.
-        _pipeline = new JobPipeline(engine, options, WorkerIdentity.ForLocal(), NullJobObserver.Instance, _time, NullLogger<JobPipeline>.Instance);
+        _pipeline = new JobPipeline(engine, options, WorkerIdentity.ForLocal(), NullJobObserver.Instance, _time, NullLogger<JobPipeline>.Instance, servedModel);
     }
 
     public async ValueTask DisposeAsync()
