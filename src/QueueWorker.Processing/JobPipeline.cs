@@ -198,7 +198,7 @@ public sealed class JobPipeline
             User = job.User,
         };
         StageHook?.Invoke(JobStage.Observe);
-        _observer.JobCompleted(result);
+        _observer.JobCompleted(result, job.Tenant);
         Log.JobCompleted(_logger, id, "embedding", embedded.PromptTokens, 0, totalMs);
         return result;
     }
