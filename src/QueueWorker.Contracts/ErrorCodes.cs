@@ -27,6 +27,14 @@ public static class ErrorCodes
     public const string EngineError = "engine_error";
     /// <summary>The worker failed on this job in a way nobody foresaw (a bug); the message names the exception type and the log has the rest.</summary>
     public const string InternalError = "internal_error";
-    /// <summary>The job was dead-lettered after killing workers repeatedly (written by tools that drain the DLQ).</summary>
+    /// <summary>
+    /// The job was delivered more than <c>RabbitMq:DeliveryLimit</c> + 1 times without ever being finished: every
+    /// worker that took it died. It is not run again; its body is parked in <c>{JobsQueue}.parked</c> for replay.
+    /// </summary>
     public const string PoisonJob = "poison_job";
+    /// <summary>
+    /// The broker dead-lettered the job for a reason other than the delivery limit or its expiry (a consumer rejected it
+    /// without requeue, or the jobs queue was over a length limit) before any worker answered it. Parked for replay.
+    /// </summary>
+    public const string DeadLettered = "dead_lettered";
 }

@@ -104,7 +104,8 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 Log.ChatFormatChosen(_logger, format.Description);
 
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
-                    _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt);
+                    _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt,
+                    _options.KillProcessOnPrompt);
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);

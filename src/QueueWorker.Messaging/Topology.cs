@@ -5,7 +5,8 @@ namespace QueueWorker.Messaging;
 
 /// <summary>
 /// The queues the worker needs: jobs (durable quorum queue with a delivery limit, poison jobs dead-lettered through the
-/// default exchange), the dead-letter queue and the results queue (durable). Declaring is idempotent; a queue that exists
+/// default exchange), the dead-letter queue, the results queue (durable) and, when the worker answers dead letters,
+/// the parked queue (durable quorum queue) where it keeps them for replay. Declaring is idempotent; a queue that exists
 /// with other settings gives a <see cref="TopologyMismatchException"/> that names it and what differs.
 /// </summary>
 public static class Topology
@@ -20,12 +21,17 @@ public static class Topology
         ["x-dead-letter-routing-key"] = options.EffectiveDeadLetterQueue,
     };
 
-    /// <summary>Declares the three queues, each on its own short-lived channel (a failed declare closes its channel).</summary>
+    /// <summary>The parked queue: answered dead letters kept for replay, replicated like the jobs they were.</summary>
+    public static Dictionary<string, object?> ParkedQueueArguments => new() { ["x-queue-type"] = "quorum" };
+
+    /// <summary>Declares the queues (the parked one only with <c>RabbitMq:AnswerDeadLetters</c>), each on its own short-lived channel (a failed declare closes its channel).</summary>
     public static async Task DeclareAsync(IConnection connection, RabbitMqOptions options, CancellationToken cancellationToken)
     {
         // Dead-letter queue first: the jobs queue routes to it.
         await DeclareQueueAsync(connection, options.EffectiveDeadLetterQueue, null, "durable", cancellationToken).ConfigureAwait(false);
         await DeclareQueueAsync(connection, options.ResultsQueue, null, "durable", cancellationToken).ConfigureAwait(false);
+        if (options.AnswerDeadLetters)
+            await DeclareQueueAsync(connection, options.EffectiveParkedQueue, ParkedQueueArguments, "durable, x-queue-type='quorum'", cancellationToken).ConfigureAwait(false);
         var jobsArgs = JobsQueueArguments(options);
         await DeclareQueueAsync(connection, options.JobsQueue, jobsArgs, "durable, " + Describe(jobsArgs), cancellationToken).ConfigureAwait(false);
     }
