@@ -36,6 +36,9 @@ public sealed class IsolationTicket
     /// </summary>
     public Task<bool> Alone => _alone.Task;
 
+    /// <summary>What <see cref="Alone"/> completed with; null while the suspect still waits.</summary>
+    public bool? Released => _alone.Task.IsCompletedSuccessfully ? _alone.Task.Result : null;
+
     internal void Release(bool run) => _alone.TrySetResult(run);
 }
 
