@@ -91,7 +91,7 @@ internal sealed class DeadLetterConsumer(JobParking parking, RabbitMqOptions opt
     private async Task HandleAsync(IChannel channel, ulong deliveryTag, IncomingJob job, BasicProperties properties)
     {
         var reason = DeadLetters.ReadReason(properties.Headers);
-        var error = DeadLetters.ErrorFor(reason, options, properties.Expiration);
+        var error = DeadLetters.ErrorFor(reason, options, properties.Expiration ?? DeadLetters.ReadOriginalExpiration(properties.Headers));
         var done = await parking.AnswerAndParkAsync(job, properties, reason, error, _cts.Token).ConfigureAwait(false);
         try
         {

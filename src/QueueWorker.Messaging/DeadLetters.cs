@@ -47,6 +47,17 @@ public static class DeadLetters
         return headers.TryGetValue(FirstDeathReasonHeader, out var first) && AsText(first) is { Length: > 0 } text ? text : Unknown;
     }
 
+    /// <summary>
+    /// The job's AMQP <c>expiration</c> before it was dead-lettered: the broker moves it into the newest <c>x-death</c>
+    /// entry (<c>original-expiration</c>) and clears the property. Null when absent or unreadable.
+    /// </summary>
+    public static string? ReadOriginalExpiration(IDictionary<string, object?>? headers) =>
+        headers is not null && headers.TryGetValue(DeathHeader, out var deaths) && deaths is IList { Count: > 0 } list
+            && list[0] is IDictionary<string, object?> newest && newest.TryGetValue("original-expiration", out var value)
+            && AsText(value) is { Length: > 0 } text
+            ? text
+            : null;
+
     /// <summary>The error a job dead-lettered for <paramref name="reason"/> is answered with.</summary>
     public static JobError ErrorFor(string reason, RabbitMqOptions options, string? expiration = null)
     {

@@ -45,6 +45,17 @@ public sealed class DeadLettersTests
     }
 
     [Fact]
+    public void ReadOriginalExpiration_FromTheNewestDeath()
+    {
+        var death = Death("expired");
+        death["original-expiration"] = Encoding.UTF8.GetBytes("1500");
+        var headers = new Dictionary<string, object?> { ["x-death"] = new List<object?> { death } };
+        Assert.Equal("1500", DeadLetters.ReadOriginalExpiration(headers));
+        Assert.Null(DeadLetters.ReadOriginalExpiration(new Dictionary<string, object?> { ["x-death"] = new List<object?> { Death("expired") } }));
+        Assert.Null(DeadLetters.ReadOriginalExpiration(null));
+    }
+
+    [Fact]
     public void ReadReason_OnlyFirstDeathReason_Read()
     {
         Assert.Equal("expired", DeadLetters.ReadReason(new Dictionary<string, object?> { ["x-first-death-reason"] = "expired" }));

@@ -142,6 +142,7 @@ public sealed class CrashTests(ITestOutputHelper output)
         Assert.Equal(ErrorCodes.DeadlineExceeded, result.Result.Error!.Code);
         Assert.Equal("expiration", result.Result.Error.Field);
         Assert.Equal("corr-" + id, result.CorrelationId);
+        Assert.Contains("expiration 1 ms", result.Result.Error.Message, StringComparison.Ordinal);
         h.Log("expired job answered: " + result.Result.Error.Message);
         await ReliabilityHarness.WaitUntilAsync(async () => await h.Broker.MessageCountAsync(h.ParkedQueue) == 1
                 && await h.Broker.MessageCountAsync(h.DeadLetterQueue) == 0,
