@@ -66,6 +66,11 @@ public sealed class FuzzThroughWorkerTests(ITestOutputHelper output)
         (id, replyTo, contentType, encoding, timestamp, expiration, priority, persistent, type, headers) =>
             new Envelope(id, replyTo, contentType, encoding, timestamp, expiration, priority, persistent, type, headers));
 
+    /// <summary>Mostly <see cref="JobBodyGen.AnyBody"/> (rarely valid), plus valid small jobs so the engine path is exercised too.</summary>
+    private static readonly Gen<byte[]> Bodies = Gen.Frequency(
+        (3, JobBodyGen.AnyBody),
+        (1, Gen.Int[1, 8].Select(n => Encoding.UTF8.GetBytes($$"""{"prompt":"Once upon a time","max_tokens":{{n}},"temperature":0}"""))));
+
     [Fact]
     public async Task GeneratedBodiesAndProperties_ThroughRealWorker_ExactlyOneResultEachDlqEmptyWorkerAlive()
     {
@@ -84,7 +89,7 @@ public sealed class FuzzThroughWorkerTests(ITestOutputHelper output)
         var started = System.Diagnostics.Stopwatch.StartNew();
         for (var i = 0; i < Jobs; i++)
         {
-            var body = JobBodyGen.AnyBody.Generate(pcg, null, out _);
+            var body = Bodies.Generate(pcg, null, out _);
             var envelope = Envelopes.Generate(pcg, null, out _);
             var correlation = $"fz-{i:D3}-{suffix}";
             sent.Add(correlation);
