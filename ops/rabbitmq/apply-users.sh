@@ -3,8 +3,9 @@
 # users and permission regexes as definitions.json (which a containerised broker loads at boot).
 # Idempotent: re-running resets passwords, tags and permissions to what this script says.
 #
-#   queueworker-worker    configure its three queues (it declares them at startup), write to the
-#                         default exchange (results and reply_to queues), read the jobs queue only
+#   queueworker-worker    configure its four queues (it declares them at startup), write to the
+#                         default exchange (results, reply_to, parked and re-published jobs), read the
+#                         jobs queue and the dead-letter queue (it answers dead letters) only
 #   queueworker-producer  configure/read server-named reply queues (amq.gen-*), write to the default
 #                         exchange (jobs), read the results queue
 #   queueworker-keda      management tag, no AMQP rights: reads queue lengths over the HTTP API
@@ -27,6 +28,7 @@ vhost=${QW_VHOST:-/}
 jobs=${QW_JOBS_QUEUE:-llm.jobs}
 results=${QW_RESULTS_QUEUE:-llm.results}
 dlq=${QW_DEAD_LETTER_QUEUE:-$jobs.dlq}
+parked=$jobs.parked
 prefix=${QW_USER_PREFIX:-queueworker}
 
 example_passwords=0
@@ -50,7 +52,7 @@ if ! ctl await_startup --timeout 20 >/dev/null 2>&1; then
   exit 1
 fi
 
-j=$(re_escape "$jobs"); r=$(re_escape "$results"); d=$(re_escape "$dlq")
+j=$(re_escape "$jobs"); r=$(re_escape "$results"); d=$(re_escape "$dlq"); p=$(re_escape "$parked")
 user() { # name password tags-json
   printf '{"name":%s,"password_hash":"%s","hashing_algorithm":"rabbit_password_hashing_sha256","tags":%s,"limits":{}}' \
     "$(json "$1")" "$(password_hash "$2")" "$3"
@@ -63,7 +65,7 @@ permission() { # user configure write read
 worker_user=$(user "$prefix-worker" "$worker_password" '[]')
 producer_user=$(user "$prefix-producer" "$producer_password" '[]')
 keda_user=$(user "$prefix-keda" "$keda_password" '["management"]')
-worker_permission=$(permission "$prefix-worker" "^($j|$d|$r)\$" '^amq\.default$' "^$j\$")
+worker_permission=$(permission "$prefix-worker" "^($j|$d|$p|$r)\$" '^amq\.default$' "^($j|$d)\$")
 producer_permission=$(permission "$prefix-producer" '^amq\.gen-.*$' '^amq\.default$' "^($r|amq\\.gen-.*)\$")
 keda_permission=$(permission "$prefix-keda" '^$' '^$' '^$')
 definitions=$(printf '{"vhosts":[{"name":%s}],"users":[%s,%s,%s],"permissions":[%s,%s,%s]}' \
@@ -76,7 +78,7 @@ printf '%s\n' "$definitions" | ctl import_definitions >/dev/null
 expected=$(printf '%s\t%s\t%s\t%s\n' \
   "$prefix-keda" '^$' '^$' '^$' \
   "$prefix-producer" '^amq\.gen-.*$' '^amq\.default$' "^($r|amq\\.gen-.*)\$" \
-  "$prefix-worker" "^($j|$d|$r)\$" '^amq\.default$' "^$j\$")
+  "$prefix-worker" "^($j|$d|$p|$r)\$" '^amq\.default$' "^($j|$d)\$")
 for _ in $(seq 1 60); do
   applied=$(ctl list_permissions -p "$vhost" 2>/dev/null | grep -F -x -c -f <(printf '%s\n' "$expected") || true)
   [ "$applied" = 3 ] && break
@@ -88,7 +90,7 @@ if [ "$applied" != 3 ]; then
   exit 1
 fi
 
-echo "apply-users.sh: users $prefix-worker, $prefix-producer, $prefix-keda set on vhost '$vhost' of $node (queues $jobs, $results, $dlq)"
+echo "apply-users.sh: users $prefix-worker, $prefix-producer, $prefix-keda set on vhost '$vhost' of $node (queues $jobs, $results, $dlq, $parked)"
 if [ "$example_passwords" = 1 ]; then
   echo "apply-users.sh: WARNING: example passwords from definitions.json in use; set QW_*_PASSWORD for anything but local testing" >&2
 fi

@@ -73,7 +73,7 @@ public sealed class BenchBroker : IAsyncDisposable
     {
         var prefix = $"qw-bench.{_run}.{tag}";
         var queues = new WorkerQueues(prefix + ".jobs", prefix + ".results");
-        _owned.AddRange([queues.Jobs, queues.DeadLetter, queues.Results]);
+        _owned.AddRange([queues.Jobs, queues.DeadLetter, queues.Jobs + ".parked", queues.Results]);
         return queues;
     }
 

@@ -31,6 +31,14 @@ public static class ErrorCodes
     public const string ModelMismatch = "model_mismatch";
     /// <summary>An embedding job reached a worker that does not serve embeddings (<c>Model:Embeddings</c> is off).</summary>
     public const string EmbeddingsDisabled = "embeddings_disabled";
-    /// <summary>The job was dead-lettered after killing workers repeatedly (written by tools that drain the DLQ).</summary>
+    /// <summary>
+    /// The job was delivered more than <c>RabbitMq:DeliveryLimit</c> + 1 times without ever being finished: every
+    /// worker that took it died. It is not run again; its body is parked in <c>{JobsQueue}.parked</c> for replay.
+    /// </summary>
     public const string PoisonJob = "poison_job";
+    /// <summary>
+    /// The broker dead-lettered the job for a reason other than the delivery limit or its expiry (a consumer rejected it
+    /// without requeue, or the jobs queue was over a length limit) before any worker answered it. Parked for replay.
+    /// </summary>
+    public const string DeadLettered = "dead_lettered";
 }

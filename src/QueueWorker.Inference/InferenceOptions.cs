@@ -56,6 +56,13 @@ public sealed class InferenceOptions
     public string? StallSchedulerOnPrompt { get; set; }
 
     /// <summary>
+    /// Test-only fault injection: a job whose prompt contains this text kills the whole process as it is admitted
+    /// (<see cref="Environment.FailFast(string)"/>: no shutdown code runs, nothing is acked or nacked), as a job that
+    /// crashes llama.cpp would. Proves that such a job ends as <c>poison_job</c> and the jobs beside it do not.
+    /// </summary>
+    public string? KillProcessOnPrompt { get; set; }
+
+    /// <summary>
     /// Seconds without a scheduler step while jobs wait or run before the worker counts its engine as hung: liveness
     /// fails and the process exits (code 4) so it is restarted. 0 turns the check off. Keep it above the longest single
     /// decode (a full prompt batch of the largest model).

@@ -35,18 +35,21 @@ internal sealed class Scheduler
     private readonly Thread _thread;
     private readonly string? _crashOnPrompt;
     private readonly string? _stallOnPrompt;
+    private readonly string? _killOnPrompt;
     private byte[] _pieceBuffer = new byte[64];
     private volatile Exception? _fault;
     private int _queued;
     private long _step;
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
-        (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null)
+        (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null,
+        string? killOnPrompt = null)
     {
         _threads = threads.Threads;
         _batchThreads = threads.BatchThreads;
         _stallOnPrompt = string.IsNullOrEmpty(stallOnPrompt) ? null : stallOnPrompt;
         _crashOnPrompt = string.IsNullOrEmpty(crashOnPrompt) ? null : crashOnPrompt;
+        _killOnPrompt = string.IsNullOrEmpty(killOnPrompt) ? null : killOnPrompt;
         _ctx = ctx;
         _model = model;
         _vocab = model.Vocab;
@@ -264,6 +267,8 @@ internal sealed class Scheduler
 
     private void Admit(InferenceJob job, AdmissionPlan plan)
     {
+        if (_killOnPrompt is { } kill && job.Request.Prompt?.Contains(kill, StringComparison.Ordinal) == true)
+            Environment.FailFast($"Fault injection (Inference:KillProcessOnPrompt): job {job.Request.JobId} kills the worker process.");
         if (_crashOnPrompt is { } marker && job.Request.Prompt?.Contains(marker, StringComparison.Ordinal) == true)
             throw new InvalidOperationException($"Fault injection (Inference:CrashSchedulerOnPrompt): job {job.Request.JobId} crashes the scheduler.");
         if (_stallOnPrompt is { } stall && job.Request.Prompt?.Contains(stall, StringComparison.Ordinal) == true)

@@ -15,6 +15,12 @@ public static class DeliveryMapper
 
     public const string TimestampInMsHeader = "timestamp_in_ms";
 
+    /// <summary>
+    /// Deliveries a job had before the worker put it back at the end of the jobs queue as a new message (whose broker
+    /// count starts again at 0): see <see cref="SuspectIsolation"/>. Added to the broker's count.
+    /// </summary>
+    public const string CarriedDeliveriesHeader = "x-qw-deliveries";
+
     // DateTimeOffset's range in unix seconds: a garbage timestamp must not throw.
     private const long MinUnixSeconds = -62_135_596_800;
     private const long MaxUnixSeconds = 253_402_300_799;
@@ -47,6 +53,7 @@ public static class DeliveryMapper
         Expiration = ReadExpiration(properties.Expiration),
         Redelivered = redelivered,
         DeliveryCount = ReadDeliveryCount(properties.Headers),
+        CarriedDeliveries = ReadCarriedDeliveries(properties.Headers),
         ReceivedAt = receivedAt,
     };
 
@@ -95,6 +102,25 @@ public static class DeliveryMapper
         if (headers is null || !headers.TryGetValue(DeliveryCountHeader, out var value))
             return 0;
         return ReadInteger(value) is { } count and > 0 ? count : 0;
+    }
+
+    /// <summary>The <see cref="CarriedDeliveriesHeader"/> count, read like <see cref="ReadDeliveryCount"/>: anything but a non-negative integer is 0.</summary>
+    public static long ReadCarriedDeliveries(IDictionary<string, object?>? headers)
+    {
+        if (headers is null || !headers.TryGetValue(CarriedDeliveriesHeader, out var value))
+            return 0;
+        return ReadInteger(value) is { } count and > 0 ? count : 0;
+    }
+
+    /// <summary>
+    /// How many times the job was handed to a consumer before, by every count there is: the quorum queue's
+    /// <c>x-delivery-count</c> (or, on a queue without one, 1 when the broker says <c>redelivered</c>) plus the deliveries
+    /// it carried over from before the worker re-published it. Saturates instead of overflowing.
+    /// </summary>
+    public static long PriorDeliveries(long deliveryCount, bool redelivered, long carried)
+    {
+        var broker = Math.Max(deliveryCount, redelivered ? 1 : 0);
+        return broker > long.MaxValue - carried ? long.MaxValue : broker + carried;
     }
 
     /// <summary>An integer header value of any AMQP integer type, or decimal digits as a string or bytes (longstr).</summary>

@@ -18,6 +18,10 @@ public sealed record IncomingJob
     public bool Redelivered { get; init; }
     /// <summary>Quorum queue <c>x-delivery-count</c>: 0 on the first delivery.</summary>
     public long DeliveryCount { get; init; }
+    /// <summary>Deliveries carried over from before the worker re-published the job (header <c>x-qw-deliveries</c>).</summary>
+    public long CarriedDeliveries { get; init; }
+    /// <summary>Earlier deliveries by every count: see <see cref="DeliveryMapper.PriorDeliveries"/>. 0 = a job never handed out before.</summary>
+    public long PriorDeliveries => DeliveryMapper.PriorDeliveries(DeliveryCount, Redelivered, CarriedDeliveries);
     /// <summary>When this worker received the delivery.</summary>
     public DateTimeOffset ReceivedAt { get; init; }
 }

@@ -42,7 +42,11 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private readonly CancellationTokenSource _publishCts = new();
     private readonly SemaphoreSlim _wake = new(0, 1);
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly string _consumerTag;
+    private readonly string _consumerTagPrefix;
+    private readonly SuspectIsolation _isolation;
+    private readonly JobParking _parking;
+    private readonly DeadLetterConsumer? _deadLetters;
+    private string _consumerTag;
     private IChannel? _channel;
     private JobConsumer? _consumer;
     private int _inFlight;
@@ -62,13 +66,23 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         _lifetime = lifetime;
         _topologyPipeline = ResiliencePipelines.CreateTopology(timeProvider, logger, randomizer.Next);
         _subscribePipeline = ResiliencePipelines.CreateSubscribe(timeProvider, logger, _options.JobsQueue, randomizer.Next);
-        // Our own tag (not the broker's) stays the same across automatic recovery, so the stop can always cancel it.
-        _consumerTag = $"{connection.ClientName}/{Guid.NewGuid():N}";
+        // Our own tag (not the broker's) stays the same across automatic recovery, so the stop can always cancel it; a new
+        // one for each consume after a pause (see SuspectIsolation).
+        _consumerTagPrefix = connection.ClientName;
+        _consumerTag = NewConsumerTag();
+        _isolation = new SuspectIsolation(_options.DeliveryLimit);
+        _parking = new JobParking(publisher, _options, logger);
+        if (_options.AnswerDeadLetters)
+            _deadLetters = new DeadLetterConsumer(_parking, _options, logger, timeProvider, Wake);
     }
+
+    private string NewConsumerTag() => $"{_consumerTagPrefix}/{Guid.NewGuid():N}";
 
     public bool IsConnected => _connection.IsConnected;
 
-    public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && _consumer is { CancelledByBroker: false };
+    /// <summary>True while subscribed, or paused only to run a job that was delivered before on its own.</summary>
+    public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && _consumer is { CancelledByBroker: false }
+        && (_consumer.Active || _isolation.Isolating);
 
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -136,6 +150,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
                         await state.Self.SubscribeAsync(state.Connection, ct).ConfigureAwait(false);
                 }, (Self: this, Connection: connection), stoppingToken).ConfigureAwait(false);
             }
+            if (_deadLetters is { } deadLetters && !_stopping && deadLetters.NeedsSubscription(connection, _connection.IsRecovering))
+                await deadLetters.TrySubscribeAsync(connection, stoppingToken).ConfigureAwait(false);
             await _wake.WaitAsync(PollInterval, stoppingToken).ConfigureAwait(false);
         }
     }
@@ -148,7 +164,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             return true;
         if (!connection.IsOpen || _connection.IsRecovering)
             return false; // automatic recovery restores the channel, its prefetch and the consumer
-        return !channel.IsOpen || _consumer is not { CancelledByBroker: false };
+        // Cancelled by us for a pause that is over (or was cut short by a lost channel): consume again.
+        return !channel.IsOpen || _consumer is not { CancelledByBroker: false } || (!_consumer.Active && !_isolation.Isolating);
     }
 
     private async Task SubscribeAsync(IConnection connection, CancellationToken cancellationToken)
@@ -159,6 +176,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         _consumer = null;
         if (old is not null)
             await DisposeChannelAsync(old).ConfigureAwait(false);
+        _isolation.Reset();
 
         // The callback only hands deliveries over (see OnDelivered), so one dispatcher suffices; prefetch bounds the jobs held.
         var channel = await connection.CreateChannelAsync(new CreateChannelOptions(
@@ -168,22 +186,72 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             channel.ChannelShutdownAsync += OnChannelShutdownAsync;
             await channel.BasicQosAsync(0, prefetch, global: false, cancellationToken).ConfigureAwait(false);
-            var consumer = new JobConsumer(channel, this);
-            await channel.BasicConsumeAsync(_options.JobsQueue, autoAck: false, _consumerTag, noLocal: false, exclusive: false,
-                arguments: null, consumer, cancellationToken).ConfigureAwait(false);
             _channel = channel;
-            _consumer = consumer;
+            await ConsumeAsync(channel, cancellationToken).ConfigureAwait(false);
             Log.Consuming(_logger, _options.JobsQueue, prefetch);
         }
         catch
         {
+            _channel = null;
             await DisposeChannelAsync(channel).ConfigureAwait(false);
             throw;
         }
     }
 
+    private async Task ConsumeAsync(IChannel channel, CancellationToken cancellationToken)
+    {
+        var consumer = new JobConsumer(channel, this);
+        var tag = NewConsumerTag();
+        _consumerTag = tag;
+        await channel.BasicConsumeAsync(_options.JobsQueue, autoAck: false, tag, noLocal: false, exclusive: false,
+            arguments: null, consumer, cancellationToken).ConfigureAwait(false);
+        _consumer = consumer;
+        if (_stopping)
+            await CancelConsumerAsync(CancellationToken.None).ConfigureAwait(false); // StopAsync ran meanwhile
+    }
+
+    /// <summary>Stops deliveries so a suspect can run alone; the consumer's cancel-ok tells <see cref="SuspectIsolation"/>.</summary>
+    private async Task PauseAsync(IChannel channel)
+    {
+        try
+        {
+            await channel.BasicCancelAsync(_consumerTag, noWait: false, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Whatever still arrives while the suspect runs is put back at the end of the queue: safe, if wasteful.
+            Log.PauseFailed(_logger, ResiliencePipelines.Describe(ex));
+            _isolation.Paused();
+        }
+    }
+
+    /// <summary>The suspect is settled: consume again (or let the supervisor re-subscribe when that fails).</summary>
+    private async Task ResumeAsync(IChannel channel, string? messageId)
+    {
+        if (_stopping)
+            return;
+        try
+        {
+            if (!ReferenceEquals(channel, _channel) || !channel.IsOpen || _connection.IsRecovering)
+            {
+                Wake();
+                return;
+            }
+            await ConsumeAsync(channel, CancellationToken.None).ConfigureAwait(false);
+            Log.ConsumptionResumed(_logger, messageId);
+        }
+        catch (Exception ex)
+        {
+            Log.SubscribeFailed(_logger, _options.JobsQueue, ResiliencePipelines.Describe(ex), PollInterval.TotalMilliseconds);
+            Wake();
+        }
+    }
+
     private Task OnChannelShutdownAsync(object sender, ShutdownEventArgs args)
     {
+        // Its unacked deliveries went back to the queue with it: nothing is held any more, a waiting suspect is not run.
+        if (ReferenceEquals(sender, _channel))
+            _isolation.Reset();
         if (!_stopping && args.Initiator == ShutdownInitiator.Peer && _connection.Current is { IsOpen: true })
             Log.ChannelClosedByBroker(_logger, args.ReplyCode, args.ReplyText);
         Wake();
@@ -222,22 +290,106 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     {
         Interlocked.Increment(ref _inFlight);
         IncomingJob job;
+        IsolationAdmission admission;
+        BasicProperties? copy = null;
         try
         {
             job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
+            // Decided here, in delivery order, before the next delivery is seen (the pause depends on that order).
+            admission = _isolation.Admit(job.PriorDeliveries);
+            if (admission.Ticket.Action is DeliveryAction.Requeue or DeliveryAction.Park)
+            {
+                copy = DeadLetters.RequeueProperties(properties, 0);
+                copy.Headers = properties.Headers is { } h ? new Dictionary<string, object?>(h, StringComparer.Ordinal) : null;
+            }
         }
         catch (Exception ex)
         {
             // Never seen; but a delivery that cannot even be read must still be settled.
             Log.HandlerFailed(_logger, ex, properties.MessageId, 0);
-            _ = Task.Run(() => FinishAsync(SettleAsync(channel, deliveryTag, ack: false, properties.MessageId)));
+            _ = Task.Run(() => FinishAsync(SettleAsync(channel, deliveryTag, ack: false, properties.MessageId), null, channel, null));
             return;
         }
-        _ = Task.Run(() => FinishAsync(ProcessAsync(channel, deliveryTag, job)));
+        var ticket = admission.Ticket;
+        if (admission.Pause)
+        {
+            Log.SuspectIsolated(_logger, job.MessageId, job.PriorDeliveries, _isolation.Held);
+            _ = PauseAsync(channel);
+        }
+        Task Work() => ticket.Action switch
+        {
+            DeliveryAction.RunAlone => RunAloneAsync(channel, deliveryTag, job, ticket),
+            DeliveryAction.Requeue => RequeueAtEndAsync(channel, deliveryTag, job, copy!),
+            DeliveryAction.Park => ParkPoisonAsync(channel, deliveryTag, job, copy!),
+            _ => ProcessAsync(channel, deliveryTag, job),
+        };
+        _ = Task.Run(() => FinishAsync(Work(), ticket, channel, job.MessageId));
     }
 
-    /// <summary>Awaits one delivery's work and counts it out of <see cref="InFlight"/>; the work never throws.</summary>
-    private async Task FinishAsync(Task work)
+    /// <summary>A suspect: waits until it is alone on the channel, then runs as any job.</summary>
+    private async Task RunAloneAsync(IChannel channel, ulong deliveryTag, IncomingJob job, IsolationTicket ticket)
+    {
+        bool alone;
+        try
+        {
+            alone = await ticket.Alone.WaitAsync(_jobsCts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            alone = true; // shutdown past its grace: ProcessAsync nacks it
+        }
+        if (!alone)
+        {
+            // Its channel closed while it waited: the broker has requeued it already.
+            Log.SettleSkipped(_logger, job.MessageId, "run");
+            return;
+        }
+        Log.SuspectRunsAlone(_logger, job.MessageId);
+        await ProcessAsync(channel, deliveryTag, job).ConfigureAwait(false);
+    }
+
+    /// <summary>Another suspect while one is isolated: to the end of the jobs queue with its count, then acked.</summary>
+    private async Task RequeueAtEndAsync(IChannel channel, ulong deliveryTag, IncomingJob job, BasicProperties properties)
+    {
+        if (_stopping)
+        {
+            await NackWhenHaltedAsync(channel, deliveryTag, job.MessageId).ConfigureAwait(false);
+            return;
+        }
+        Log.SuspectRequeued(_logger, job.MessageId, job.PriorDeliveries);
+        var moved = await _parking.RequeueAtEndAsync(job, properties, _publishCts.Token).ConfigureAwait(false);
+        await SettleAsync(channel, deliveryTag, ack: moved, job.MessageId).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Delivered more often than the limit without an answer: every worker that took it died. Not run again: answered
+    /// <c>poison_job</c> and parked (with <c>RabbitMq:AnswerDeadLetters</c> off, rejected into the dead-letter queue).
+    /// </summary>
+    private async Task ParkPoisonAsync(IChannel channel, ulong deliveryTag, IncomingJob job, BasicProperties properties)
+    {
+        Log.PoisonDetected(_logger, job.MessageId, job.PriorDeliveries, _options.DeliveryLimit);
+        if (!_options.AnswerDeadLetters)
+        {
+            await SettleAsync(channel, deliveryTag, ack: false, job.MessageId, deadLetter: true).ConfigureAwait(false);
+            return;
+        }
+        var parked = await _parking.AnswerAndParkAsync(job, properties, DeadLetters.DeliveryLimit, DeadLetters.Poison(_options), _publishCts.Token)
+            .ConfigureAwait(false);
+        await SettleAsync(channel, deliveryTag, ack: parked, job.MessageId).ConfigureAwait(false);
+    }
+
+    private async Task NackWhenHaltedAsync(IChannel channel, ulong deliveryTag, string? messageId)
+    {
+        Log.NackedWhileStopping(_logger, messageId);
+        if (Volatile.Read(ref _halt) is { } halting) await halting.ConfigureAwait(false);
+        await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Awaits one delivery's work, settles its isolation ticket (resuming consumption after an isolated job) and counts
+    /// it out of <see cref="InFlight"/>; the work never throws.
+    /// </summary>
+    private async Task FinishAsync(Task work, IsolationTicket? ticket, IChannel channel, string? messageId)
     {
         try
         {
@@ -245,6 +397,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
         finally
         {
+            if (ticket is not null && _isolation.Settle(ticket))
+                await ResumeAsync(channel, messageId).ConfigureAwait(false);
             if (Interlocked.Decrement(ref _inFlight) == 0 && _stopping)
                 _drained.TrySetResult();
         }
@@ -255,10 +409,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         var messageId = job.MessageId;
         if (_stopping)
         {
-            Log.NackedWhileStopping(_logger, messageId);
             // Not before the consumer is cancelled: a nack while it still consumes hands the job straight back to it.
-            if (Volatile.Read(ref _halt) is { } halting) await halting.ConfigureAwait(false);
-            await SettleAsync(channel, deliveryTag, ack: false, messageId).ConfigureAwait(false);
+            await NackWhenHaltedAsync(channel, deliveryTag, messageId).ConfigureAwait(false);
             return;
         }
         Log.JobReceived(_logger, messageId, job.DeliveryCount, job.Redelivered, job.Body.Length);
@@ -333,10 +485,13 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         return JobResult.Failed(AmqpShortString.EchoableIdOrNew(resultId, job.MessageId), JobError.Internal(ex));
     }
 
-    /// <summary>Acks, or nacks with requeue. Never throws: when the channel is gone the broker has requeued the delivery already.</summary>
-    private async Task<bool> SettleAsync(IChannel channel, ulong deliveryTag, bool ack, string? messageId)
+    /// <summary>
+    /// Acks, or nacks with requeue (or, <paramref name="deadLetter"/>, rejects without requeue into the dead-letter queue).
+    /// Never throws: when the channel is gone the broker has requeued the delivery already.
+    /// </summary>
+    private async Task<bool> SettleAsync(IChannel channel, ulong deliveryTag, bool ack, string? messageId, bool deadLetter = false)
     {
-        var action = ack ? "ack" : "nack";
+        var action = ack ? "ack" : deadLetter ? "reject" : "nack";
         try
         {
             // Checked inside the try: the channel may be disposed already (stopped, or replaced after the broker closed it).
@@ -348,6 +503,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             // Not cancellable: an ack or nack is one frame and must not be skipped because the host is stopping.
             if (ack)
                 await channel.BasicAckAsync(deliveryTag, multiple: false, CancellationToken.None).ConfigureAwait(false);
+            else if (deadLetter)
+                await channel.BasicRejectAsync(deliveryTag, requeue: false, CancellationToken.None).ConfigureAwait(false);
             else
                 await channel.BasicNackAsync(deliveryTag, multiple: false, requeue: true, CancellationToken.None).ConfigureAwait(false);
             return true;
@@ -375,6 +532,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             await _jobsCts.CancelAsync().ConfigureAwait(false);
             await WaitDrainedAsync(RequeueWait, cancellationToken).ConfigureAwait(false);
         }
+        if (_deadLetters is { } deadLetters)
+            await deadLetters.StopAsync(RequeueWait).ConfigureAwait(false);
         await _publishCts.CancelAsync().ConfigureAwait(false);
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
 
@@ -410,7 +569,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
 
     private async Task CancelConsumerAsync(CancellationToken cancellationToken)
     {
-        if (_channel is not { IsOpen: true } channel || _consumer is not { CancelledByBroker: false })
+        if (_channel is not { IsOpen: true } channel || _consumer is not { CancelledByBroker: false, Active: true })
             return;
         try
         {
@@ -456,8 +615,23 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private sealed class JobConsumer(IChannel channel, JobConsumerService owner) : AsyncDefaultBasicConsumer(channel)
     {
         private volatile bool _cancelledByBroker;
+        private volatile bool _cancelled;
 
         public bool CancelledByBroker => _cancelledByBroker;
+
+        /// <summary>Subscribed: not yet cancelled by us (a pause, a halt, the stop).</summary>
+        public bool Active => !_cancelled;
+
+        /// <summary>
+        /// Our cancel is done. The client dispatches it after every delivery the broker sent before it, so each of those
+        /// has been admitted by now (<see cref="SuspectIsolation.Paused"/> relies on it).
+        /// </summary>
+        public override async Task HandleBasicCancelOkAsync(string consumerTag, CancellationToken cancellationToken = default)
+        {
+            _cancelled = true;
+            await base.HandleBasicCancelOkAsync(consumerTag, cancellationToken).ConfigureAwait(false);
+            owner._isolation.Paused();
+        }
 
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange,
             string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)

@@ -115,4 +115,35 @@ internal static partial class Log
 
     [LoggerMessage(2056, LogLevel.Warning, "reply_to '{ReplyTo}' of result {ResultId} is not allowed (RabbitMq:ReplyToPattern; server-named queues always are): publishing it to the results queue '{ResultsQueue}' with a warning")]
     public static partial void ReplyToNotAllowed(ILogger logger, string replyTo, string resultId, string resultsQueue);
+
+    // Suspects, poison jobs and dead letters 2060–2069
+    [LoggerMessage(2060, LogLevel.Information, "Job {MessageId} was delivered {PriorDeliveries} time(s) before: consumption paused, it runs alone once the {Held} job(s) held beside it are settled")]
+    public static partial void SuspectIsolated(ILogger logger, string? messageId, long priorDeliveries, int held);
+
+    [LoggerMessage(2061, LogLevel.Information, "Job {MessageId} (delivered {PriorDeliveries} time(s) before) arrived while another job runs alone: put back at the end of the jobs queue, acked")]
+    public static partial void SuspectRequeued(ILogger logger, string? messageId, long priorDeliveries);
+
+    [LoggerMessage(2062, LogLevel.Debug, "Job {MessageId} runs alone; consumption resumes once it is settled")]
+    public static partial void SuspectRunsAlone(ILogger logger, string? messageId);
+
+    [LoggerMessage(2063, LogLevel.Warning, "Job {MessageId} was delivered {PriorDeliveries} time(s) before without an answer, more than RabbitMq:DeliveryLimit {DeliveryLimit}: not run; answered poison_job and parked")]
+    public static partial void PoisonDetected(ILogger logger, string? messageId, long priorDeliveries, int deliveryLimit);
+
+    [LoggerMessage(2064, LogLevel.Warning, "Job {ResultId} (message {MessageId}), dead-lettered for '{Reason}': answered {Code} to '{Destination}' and parked in '{ParkedQueue}'")]
+    public static partial void JobParked(ILogger logger, string resultId, string? messageId, string reason, string code, string destination, string parkedQueue);
+
+    [LoggerMessage(2065, LogLevel.Error, "Could not {Action} job {MessageId} ({Reason}): nacked with requeue, it is tried again")]
+    public static partial void MoveFailed(ILogger logger, string action, string? messageId, string reason);
+
+    [LoggerMessage(2066, LogLevel.Information, "Consuming dead letters of '{DeadLetterQueue}' (prefetch {Prefetch}): each is answered and parked in '{ParkedQueue}'")]
+    public static partial void ConsumingDeadLetters(ILogger logger, string deadLetterQueue, int prefetch, string parkedQueue);
+
+    [LoggerMessage(2067, LogLevel.Warning, "Cannot consume the dead-letter queue '{DeadLetterQueue}': {Reason}. Trying again every few seconds; the worker's broker user needs read on it and configure on '{ParkedQueue}' (or set RabbitMq:AnswerDeadLetters=false)")]
+    public static partial void DeadLetterSubscribeFailed(ILogger logger, string deadLetterQueue, string reason, string parkedQueue);
+
+    [LoggerMessage(2068, LogLevel.Warning, "Pausing consumption for an isolated job failed ({Reason}): deliveries arriving meanwhile are put back at the end of the jobs queue")]
+    public static partial void PauseFailed(ILogger logger, string reason);
+
+    [LoggerMessage(2069, LogLevel.Debug, "Isolated job {MessageId} settled: consumption resumed")]
+    public static partial void ConsumptionResumed(ILogger logger, string? messageId);
 }

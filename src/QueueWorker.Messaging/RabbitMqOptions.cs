@@ -24,6 +24,13 @@ public sealed class RabbitMqOptions
     [ConfigRange(1, 1000)]
     public int DeliveryLimit { get; set; } = 3;
 
+    /// <summary>
+    /// Consume the dead-letter queue: answer each dead-lettered job with a <c>failed</c> result (<c>poison_job</c> after
+    /// the delivery limit, <c>deadline_exceeded</c> when it expired, <c>dead_lettered</c> otherwise) and move it to
+    /// <see cref="EffectiveParkedQueue"/> for replay. Off: dead-lettered jobs stay in the DLQ unanswered.
+    /// </summary>
+    public bool AnswerDeadLetters { get; set; } = true;
+
     /// <summary>Unacked jobs this worker may hold; 0 = follow <c>Inference:Slots</c>.</summary>
     [ConfigRange(0, 1000)]
     public int Prefetch { get; set; }
@@ -64,6 +71,9 @@ public sealed class RabbitMqOptions
     /// <summary>Connection name shown by the broker (<c>rabbitmqctl list_connections client_properties</c>); empty = <c>queueworker@{machine}:{pid}</c>. The host sets it to the worker id.</summary>
     [MaxLength(255)]
     public string? ClientName { get; set; }
+
+    /// <summary>Where answered dead letters and poison jobs are kept for replay: <c>{JobsQueue}.parked</c>, a durable quorum queue.</summary>
+    public string EffectiveParkedQueue => JobsQueue + ".parked";
 
     public string EffectiveDeadLetterQueue => string.IsNullOrWhiteSpace(DeadLetterQueue) ? JobsQueue + ".dlq" : DeadLetterQueue;
 }

@@ -18,6 +18,7 @@ public sealed class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
             ("RabbitMq:JobsQueue", options.JobsQueue),
             ("RabbitMq:ResultsQueue", options.ResultsQueue),
             ("RabbitMq:DeadLetterQueue", options.EffectiveDeadLetterQueue),
+            ("RabbitMq:JobsQueue + '.parked'", string.IsNullOrWhiteSpace(options.JobsQueue) ? null : options.EffectiveParkedQueue),
         };
         foreach (var (key, value) in queues)
         {

@@ -8,7 +8,7 @@ namespace QueueWorker.Messaging;
 /// write to queues the producer's may not (another tenant's results, the jobs queue), so only these are honoured:
 /// server-named queues (<c>amq.gen-…</c>, which a client cannot declare, and the direct reply-to
 /// <c>amq.rabbitmq.reply-to…</c>), the results queue itself, and names matching <c>RabbitMq:ReplyToPattern</c> (anchored at
-/// both ends; empty = none). The worker's jobs and dead-letter queues are never honoured, whatever the pattern says.
+/// both ends; empty = none). The worker's jobs, dead-letter and parked queues are never honoured, whatever the pattern says.
 /// Anything else gets its result on the results queue, with a warning in the result.
 /// </summary>
 public sealed class ReplyToPolicy
@@ -23,6 +23,7 @@ public sealed class ReplyToPolicy
     private readonly string _resultsQueue;
     private readonly string _jobsQueue;
     private readonly string _deadLetterQueue;
+    private readonly string _parkedQueue;
 
     public ReplyToPolicy(RabbitMqOptions options)
     {
@@ -32,13 +33,15 @@ public sealed class ReplyToPolicy
         _resultsQueue = options.ResultsQueue;
         _jobsQueue = options.JobsQueue;
         _deadLetterQueue = options.EffectiveDeadLetterQueue;
+        _parkedQueue = options.EffectiveParkedQueue;
     }
 
     /// <summary>True when a result may go to <paramref name="replyTo"/>; false sends it to the results queue with <see cref="Warning"/>.</summary>
     public bool IsAllowed(string replyTo)
     {
         ArgumentNullException.ThrowIfNull(replyTo);
-        if (string.Equals(replyTo, _jobsQueue, StringComparison.Ordinal) || string.Equals(replyTo, _deadLetterQueue, StringComparison.Ordinal))
+        if (string.Equals(replyTo, _jobsQueue, StringComparison.Ordinal) || string.Equals(replyTo, _deadLetterQueue, StringComparison.Ordinal)
+            || string.Equals(replyTo, _parkedQueue, StringComparison.Ordinal))
             return false;
         if (IsServerNamed(replyTo) || string.Equals(replyTo, _resultsQueue, StringComparison.Ordinal))
             return true;

@@ -83,7 +83,7 @@ public sealed class ResultPublisher : IAsyncDisposable
         }
     }
 
-    private async Task PublishToAsync(string queue, string resultId, string? correlationId, bool persistent, byte[] body, CancellationToken cancellationToken)
+    private Task PublishToAsync(string queue, string resultId, string? correlationId, bool persistent, byte[] body, CancellationToken cancellationToken)
     {
         var properties = new BasicProperties
         {
@@ -94,8 +94,21 @@ public sealed class ResultPublisher : IAsyncDisposable
             DeliveryMode = persistent ? DeliveryModes.Persistent : DeliveryModes.Transient,
             Timestamp = new AmqpTimestamp(_timeProvider.GetUtcNow().ToUnixTimeSeconds()),
         };
+        return PublishMessageAsync(queue, properties, body, resultId, cancellationToken);
+    }
+
+    /// <summary>
+    /// Publishes any message to <paramref name="queue"/> through the default exchange, mandatory, on the same confirm
+    /// channel and retry pipeline as results, and waits for the broker's confirm: how a job is parked or put back at the
+    /// end of the jobs queue. Throws when it cannot be published (a missing queue: <see cref="PublishReturnException"/>).
+    /// </summary>
+    /// <param name="logId">The id the retry log lines name.</param>
+    public async Task PublishMessageAsync(string queue, BasicProperties properties, ReadOnlyMemory<byte> body, string logId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        ArgumentNullException.ThrowIfNull(properties);
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
-        context.Properties.Set(ResiliencePipelines.ResultIdKey, resultId);
+        context.Properties.Set(ResiliencePipelines.ResultIdKey, logId);
         try
         {
             await _pipeline.ExecuteAsync(static async (ctx, state) =>
@@ -109,7 +122,7 @@ public sealed class ResultPublisher : IAsyncDisposable
         }
     }
 
-    private async Task PublishOnceAsync(string queue, BasicProperties properties, byte[] body, CancellationToken cancellationToken)
+    private async Task PublishOnceAsync(string queue, BasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
     {
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try

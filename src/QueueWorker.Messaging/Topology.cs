@@ -6,7 +6,8 @@ namespace QueueWorker.Messaging;
 /// <summary>
 /// The queues the worker needs, all durable quorum queues (replicated on a cluster, so losing a node loses neither a job
 /// nor a confirmed result): jobs (with a delivery limit, poison jobs dead-lettered at least once through the default
-/// exchange), the dead-letter queue and the results queue. Declaring is idempotent; a queue that exists with other
+/// exchange), the dead-letter queue, the results queue and, when the worker answers dead letters, the
+/// parked queue where it keeps them for replay. Declaring is idempotent; a queue that exists with other
 /// settings gives a <see cref="TopologyMismatchException"/> that names it, what differs and how to migrate.
 /// </summary>
 public static class Topology
@@ -32,16 +33,21 @@ public static class Topology
         ["x-overflow"] = "reject-publish",
     };
 
-    /// <summary>Results and dead-letter queues: quorum, nothing else.</summary>
+    /// <summary>Results, dead-letter and parked queues: quorum, nothing else.</summary>
     public static Dictionary<string, object?> QuorumQueueArguments() => new() { ["x-queue-type"] = "quorum" };
 
-    /// <summary>Declares the three queues, each on its own short-lived channel (a failed declare closes its channel).</summary>
+    /// <summary>The parked queue: answered dead letters kept for replay, replicated like the jobs they were.</summary>
+    public static Dictionary<string, object?> ParkedQueueArguments => QuorumQueueArguments();
+
+    /// <summary>Declares the queues (the parked one only with <c>RabbitMq:AnswerDeadLetters</c>), each on its own short-lived channel (a failed declare closes its channel).</summary>
     public static async Task DeclareAsync(IConnection connection, RabbitMqOptions options, CancellationToken cancellationToken)
     {
         // Dead-letter queue first: the jobs queue routes to it.
         var plain = QuorumQueueArguments();
         await DeclareQueueAsync(connection, options.EffectiveDeadLetterQueue, plain, cancellationToken).ConfigureAwait(false);
         await DeclareQueueAsync(connection, options.ResultsQueue, plain, cancellationToken).ConfigureAwait(false);
+        if (options.AnswerDeadLetters)
+            await DeclareQueueAsync(connection, options.EffectiveParkedQueue, ParkedQueueArguments, cancellationToken).ConfigureAwait(false);
         await DeclareQueueAsync(connection, options.JobsQueue, JobsQueueArguments(options), cancellationToken).ConfigureAwait(false);
     }
 

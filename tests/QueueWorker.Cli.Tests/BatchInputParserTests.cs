@@ -91,6 +91,51 @@ public sealed class BatchInputParserTests
     }
 
     [Theory]
+    [InlineData(128, "é", 256)] // 128 characters, 256 bytes
+    [InlineData(64, "😀", 256)]
+    [InlineData(86, "€", 258)]
+    public void Parse_CustomIdOver255Utf8Bytes_ErrorNamesLineFieldAndBytes(int count, string character, int bytes)
+    {
+        var customId = string.Concat(Enumerable.Repeat(character, count));
+        var error = Assert.IsType<BatchLineError>(Parse($$$"""{"custom_id":"{{{customId}}}","url":"/v1/completions","body":{"prompt":"x"}}""", lineNumber: 7));
+
+        Assert.Null(error.CustomId);
+        Assert.Equal(ErrorCodes.InvalidField, error.Error.Code);
+        Assert.Equal("custom_id", error.Error.Param);
+        Assert.Equal($"line 7: \"custom_id\" must be at most 255 bytes in UTF-8 (it becomes the job's AMQP message_id, a short string), got {bytes} bytes.", error.Error.Message);
+        Assert.Equal(7, error.Error.Line);
+    }
+
+    [Fact]
+    public void Parse_CustomIdOf255Utf8Bytes_Accepted()
+    {
+        var customId = new string('é', 127) + "a"; // 255 bytes
+        var request = Assert.IsType<BatchRequest>(Parse($$$"""{"custom_id":"{{{customId}}}","url":"/v1/completions","body":{"prompt":"x"}}"""));
+        Assert.Equal(customId, request.CustomId);
+    }
+
+    [Fact]
+    public void Parse_BareIdOver255Utf8Bytes_ErrorNamesId()
+    {
+        var error = Assert.IsType<BatchLineError>(Parse($$"""{"id":"{{new string('é', 200)}}","prompt":"x"}""", lineNumber: 2));
+        Assert.Equal("id", error.Error.Param);
+        Assert.StartsWith("line 2: \"id\" must be at most 255 bytes in UTF-8", error.Error.Message);
+    }
+
+    [Theory]
+    [InlineData("""{"custom_id":"a\ud800","url":"/v1/completions","body":{"prompt":"x"}}""", "custom_id")]
+    [InlineData("""{"custom_id":"\udc00","url":"/v1/completions","body":{"prompt":"x"}}""", "custom_id")]
+    [InlineData("""{"id":"x\ud800y","prompt":"x"}""", "id")]
+    public void Parse_IdWithLoneSurrogate_ErrorNamesField(string line, string field)
+    {
+        var error = Assert.IsType<BatchLineError>(Parse(line, lineNumber: 4));
+        Assert.Equal(ErrorCodes.InvalidField, error.Error.Code);
+        Assert.Equal(field, error.Error.Param);
+        Assert.Contains("unpaired surrogate", error.Error.Message, StringComparison.Ordinal);
+        Assert.StartsWith("line 4: ", error.Error.Message);
+    }
+
+    [Theory]
     [InlineData("[1,2]", ErrorCodes.NotAnObject, "line 3: a line must be a JSON object, got an array.")]
     [InlineData("""{"custom_id":5,"url":"/v1/completions","body":{"prompt":"x"}}""", ErrorCodes.InvalidField, "line 3: \"custom_id\" must be a string, got a number.")]
     [InlineData("""{"custom_id":"","url":"/v1/completions","body":{"prompt":"x"}}""", ErrorCodes.InvalidField, "line 3: \"custom_id\" must not be empty.")]

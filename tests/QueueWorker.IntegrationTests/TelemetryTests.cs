@@ -38,6 +38,7 @@ public sealed class TelemetryTests : IAsyncLifetime
         _broker = await TestBroker.ConnectAsync();
         _broker.Own(_jobs);
         _broker.Own(_jobs + ".dlq");
+        _broker.Own(_jobs + ".parked");
         _broker.Own(_results);
         _worker = WorkerProcess.Start(new Dictionary<string, string>
         {

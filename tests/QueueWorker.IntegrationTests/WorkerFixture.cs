@@ -24,6 +24,7 @@ public class WorkerFixture : IAsyncLifetime
         Broker = await TestBroker.ConnectAsync();
         Broker.Own(JobsQueue);
         Broker.Own(JobsQueue + ".dlq");
+        Broker.Own(JobsQueue + ".parked");
         Broker.Own(ResultsQueue);
         await Broker.DeclareQueueAsync(ReplyQueue);
 

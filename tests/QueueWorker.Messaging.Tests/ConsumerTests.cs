@@ -163,6 +163,7 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
         {
             o.DeclareTopology = false;
             o.DeliveryLimit = 1;
+            o.AnswerDeadLetters = false; // the broker's dead-lettering alone
         });
         var declared = broker.NewOptions("unroutable-declare", o =>
         {

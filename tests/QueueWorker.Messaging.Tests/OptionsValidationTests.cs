@@ -65,6 +65,24 @@ public sealed class OptionsValidationTests
     }
 
     [Fact]
+    public void Validate_DeadLetterQueueIsTheParkedQueue_Fails()
+    {
+        var result = Validate(o => o.DeadLetterQueue = "llm.jobs.parked");
+
+        Assert.True(result.Failed);
+        Assert.Contains("RabbitMq:JobsQueue + '.parked' 'llm.jobs.parked' must differ from RabbitMq:DeadLetterQueue", result.FailureMessage);
+    }
+
+    [Fact]
+    public void Validate_ParkedQueueNameOver255Bytes_Fails()
+    {
+        var result = Validate(o => o.JobsQueue = new string('j', 250));
+
+        Assert.True(result.Failed);
+        Assert.Contains("RabbitMq:JobsQueue + '.parked'", result.FailureMessage);
+    }
+
+    [Fact]
     public void Validate_ReservedQueuePrefix_Fails()
     {
         var result = Validate(o => o.JobsQueue = "amq.jobs");

@@ -42,6 +42,7 @@ public sealed class RabbitMqFixture : BrokerFixture
             ClientName = $"qw-test-worker-{Guid.NewGuid():N}",
         };
         configure?.Invoke(options);
+        Own(options.EffectiveParkedQueue); // declared by the worker under test
         return options;
     }
 

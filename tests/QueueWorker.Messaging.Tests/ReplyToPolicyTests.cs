@@ -73,6 +73,7 @@ public sealed class ReplyToPolicyTests
 
         Assert.False(policy.IsAllowed("llm.jobs"));
         Assert.False(policy.IsAllowed("llm.jobs.dlq"));
+        Assert.False(policy.IsAllowed("llm.jobs.parked"));
         Assert.True(policy.IsAllowed("anything"));
         Assert.False(new ReplyToPolicy(new RabbitMqOptions { ReplyToPattern = ".*", DeadLetterQueue = "dead" }).IsAllowed("dead"));
     }

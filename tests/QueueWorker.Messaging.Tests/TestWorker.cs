@@ -127,6 +127,7 @@ public sealed class TestWorker : IAsyncDisposable
         ["RabbitMq:ShutdownGraceSeconds"] = o.ShutdownGraceSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["RabbitMq:ClientName"] = o.ClientName,
         ["RabbitMq:ReplyToPattern"] = o.ReplyToPattern,
+        ["RabbitMq:AnswerDeadLetters"] = o.AnswerDeadLetters ? "true" : "false",
     };
 }
 

@@ -39,7 +39,19 @@ public sealed class DefinitionsTests
             Assert.Equal("quorum", arguments.GetProperty("x-queue-type").GetString());
             Assert.Single(arguments.EnumerateObject());
         }
-        Assert.Equal(3, Definitions.Root.GetProperty("queues").GetArrayLength());
+        Assert.Equal(4, Definitions.Root.GetProperty("queues").GetArrayLength());
+    }
+
+    [Fact]
+    public void ParkedQueue_IsTheDurableQuorumQueueTheWorkerDeclares()
+    {
+        var options = Definitions.WorkerOptions();
+        Assert.True(options.AnswerDeadLetters);
+        var parked = Definitions.Queue(options.EffectiveParkedQueue);
+        Assert.True(parked.GetProperty("durable").GetBoolean());
+        Assert.False(parked.GetProperty("auto_delete").GetBoolean());
+        var arguments = parked.GetProperty("arguments").EnumerateObject().ToDictionary(a => a.Name, a => a.Value.GetString());
+        Assert.Equal(Messaging.Topology.ParkedQueueArguments.ToDictionary(a => a.Key, a => (string?)a.Value), arguments);
     }
 
     [Fact]
@@ -75,14 +87,16 @@ public sealed class DefinitionsTests
         var o = Definitions.WorkerOptions();
         var (configure, write, read) = Definitions.Permissions(Definitions.WorkerUser);
 
-        Assert.All(new[] { o.JobsQueue, o.ResultsQueue, o.EffectiveDeadLetterQueue }, q => Assert.Matches(configure, q));
+        Assert.All(new[] { o.JobsQueue, o.ResultsQueue, o.EffectiveDeadLetterQueue, o.EffectiveParkedQueue }, q => Assert.Matches(configure, q));
         Assert.All(new[] { "other", o.JobsQueue + "x", "x" + o.ResultsQueue, "amq.gen-abc" }, q => Assert.DoesNotMatch(configure, q));
 
         Assert.Matches(write, "amq.default");
         Assert.All(new[] { "amq.topic", "amq.direct", o.JobsQueue, o.ResultsQueue }, x => Assert.DoesNotMatch(write, x));
 
+        // The jobs queue, and the dead-letter queue whose jobs it answers and parks (RabbitMq:AnswerDeadLetters).
         Assert.Matches(read, o.JobsQueue);
-        Assert.All(new[] { o.ResultsQueue, o.EffectiveDeadLetterQueue, "amq.gen-abc", "amq.default" }, q => Assert.DoesNotMatch(read, q));
+        Assert.Matches(read, o.EffectiveDeadLetterQueue);
+        Assert.All(new[] { o.ResultsQueue, o.EffectiveParkedQueue, "amq.gen-abc", "amq.default", o.JobsQueue + "x" }, q => Assert.DoesNotMatch(read, q));
     }
 
     [Fact]
@@ -92,14 +106,14 @@ public sealed class DefinitionsTests
         var (configure, write, read) = Definitions.Permissions(Definitions.ProducerUser);
 
         Assert.Matches(configure, "amq.gen-JzTY20BRgKO-HjmUJj0wLg");
-        Assert.All(new[] { o.JobsQueue, o.ResultsQueue, o.EffectiveDeadLetterQueue }, q => Assert.DoesNotMatch(configure, q));
+        Assert.All(new[] { o.JobsQueue, o.ResultsQueue, o.EffectiveDeadLetterQueue, o.EffectiveParkedQueue }, q => Assert.DoesNotMatch(configure, q));
 
         Assert.Matches(write, "amq.default");
         Assert.DoesNotMatch(write, "amq.topic");
 
         Assert.Matches(read, o.ResultsQueue);
         Assert.Matches(read, "amq.gen-JzTY20BRgKO-HjmUJj0wLg");
-        Assert.All(new[] { o.JobsQueue, o.EffectiveDeadLetterQueue }, q => Assert.DoesNotMatch(read, q));
+        Assert.All(new[] { o.JobsQueue, o.EffectiveDeadLetterQueue, o.EffectiveParkedQueue }, q => Assert.DoesNotMatch(read, q));
     }
 
     [Fact]
@@ -123,9 +137,10 @@ public sealed class DefinitionsTests
         var j = Escape(o.JobsQueue);
         var r = Escape(o.ResultsQueue);
         var d = Escape(o.EffectiveDeadLetterQueue);
-        Assert.Equal(($"^({j}|{d}|{r})$", @"^amq\.default$", $"^{j}$"), Definitions.Permissions(Definitions.WorkerUser));
+        var p = Escape(o.EffectiveParkedQueue);
+        Assert.Equal(($"^({j}|{d}|{p}|{r})$", @"^amq\.default$", $"^({j}|{d})$"), Definitions.Permissions(Definitions.WorkerUser));
         Assert.Equal((@"^amq\.gen-.*$", @"^amq\.default$", $@"^({r}|amq\.gen-.*)$"), Definitions.Permissions(Definitions.ProducerUser));
-        Assert.Contains(@"""^($j|$d|$r)\$"" '^amq\.default$' ""^$j\$""", script, StringComparison.Ordinal);
+        Assert.Contains(@"""^($j|$d|$p|$r)\$"" '^amq\.default$' ""^($j|$d)\$""", script, StringComparison.Ordinal);
         Assert.Contains(@"'^amq\.gen-.*$' '^amq\.default$' ""^($r|amq\\.gen-.*)\$""", script, StringComparison.Ordinal);
     }
 

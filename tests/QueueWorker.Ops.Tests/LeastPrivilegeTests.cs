@@ -5,8 +5,8 @@ using RabbitMQ.Client.Exceptions;
 namespace QueueWorker.Ops.Tests;
 
 /// <summary>
-/// The users of ops/rabbitmq/definitions.json on a real broker: the worker may read jobs and publish
-/// results only, the producer may publish jobs and read results and its reply queues, KEDA may do nothing
+/// The users of ops/rabbitmq/definitions.json on a real broker: the worker may read jobs and dead letters and
+/// publish results (and parked jobs) only, the producer may publish jobs and read results and its reply queues, KEDA may do nothing
 /// over AMQP. The passwords are the documented examples, so these tests also prove the hashes.
 /// </summary>
 [Collection(BrokerCollection.Name)]
@@ -34,6 +34,7 @@ public sealed class LeastPrivilegeTests(DefinitionsFixture broker)
         var jobsArguments = Messaging.Topology.JobsQueueArguments(Options);
         await channel.QueueDeclareAsync(Options.EffectiveDeadLetterQueue, durable: true, exclusive: false, autoDelete: false, arguments: Messaging.Topology.QuorumQueueArguments());
         await channel.QueueDeclareAsync(Options.ResultsQueue, durable: true, exclusive: false, autoDelete: false, arguments: Messaging.Topology.QuorumQueueArguments());
+        await channel.QueueDeclareAsync(Options.EffectiveParkedQueue, durable: true, exclusive: false, autoDelete: false, arguments: Messaging.Topology.ParkedQueueArguments);
         var ok = await channel.QueueDeclareAsync(Options.JobsQueue, durable: true, exclusive: false, autoDelete: false, arguments: jobsArguments);
         Assert.Equal(Options.JobsQueue, ok.QueueName);
     }
@@ -51,12 +52,24 @@ public sealed class LeastPrivilegeTests(DefinitionsFixture broker)
 
     [Theory]
     [InlineData("results")]
-    [InlineData("dlq")]
-    public async Task Worker_ReadsFromResultsOrDeadLetterQueue_IsRefused(string which)
+    [InlineData("parked")]
+    public async Task Worker_ReadsFromResultsOrParkedQueue_IsRefused(string which)
     {
-        var queue = which == "results" ? Options.ResultsQueue : Options.EffectiveDeadLetterQueue;
+        var queue = which == "results" ? Options.ResultsQueue : Options.EffectiveParkedQueue;
         await using var connection = await WorkerAsync();
         await ExpectRefusedAsync(connection, ch => ch.BasicGetAsync(queue, autoAck: true));
+    }
+
+    [Fact]
+    public async Task Worker_ReadsTheDeadLetterQueue_Allowed()
+    {
+        // RabbitMq:AnswerDeadLetters: the worker consumes the DLQ to answer and park what it holds.
+        await using var connection = await WorkerAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        await channel.QueueDeclarePassiveAsync(Options.EffectiveDeadLetterQueue);
+        var ok = await channel.BasicConsumeAsync(Options.EffectiveDeadLetterQueue, autoAck: false, new AsyncDefaultBasicConsumer(channel));
+        await channel.BasicCancelAsync(ok);
+        Assert.True(channel.IsOpen);
     }
 
     [Fact]

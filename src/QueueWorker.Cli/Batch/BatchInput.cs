@@ -74,7 +74,8 @@ internal static class BatchInputParser
         var customIdNode = line["custom_id"];
         if (customIdNode is not JsonValue v || v.GetValueKind() != JsonValueKind.String)
             return Error(lineNumber, null, ErrorCodes.InvalidField, $"\"custom_id\" must be a string, got {Describe(customIdNode)}.", "custom_id");
-        var customId = v.GetValue<string>();
+        if (ReadString(v) is not { } customId)
+            return Error(lineNumber, null, ErrorCodes.InvalidField, $"\"custom_id\" {UnpairedSurrogate}", "custom_id");
         if (CheckId(customId, limits) is { } idProblem)
             return Error(lineNumber, null, ErrorCodes.InvalidField, $"\"custom_id\" {idProblem}", "custom_id");
 
@@ -125,7 +126,9 @@ internal static class BatchInputParser
         }
         else if (idNode.GetValueKind() is JsonValueKind.String or JsonValueKind.Number)
         {
-            customId = idNode.GetValueKind() == JsonValueKind.String ? idNode.GetValue<string>() : idNode.ToJsonString();
+            if ((idNode.GetValueKind() == JsonValueKind.String ? ReadString(idNode) : idNode.ToJsonString()) is not { } id)
+                return Error(lineNumber, null, ErrorCodes.InvalidField, $"\"id\" {UnpairedSurrogate}", "id");
+            customId = id;
             if (CheckId(customId, limits) is { } problem)
                 return Error(lineNumber, null, ErrorCodes.InvalidField, $"\"id\" {problem}", "id");
         }
@@ -153,7 +156,28 @@ internal static class BatchInputParser
         if (id.Length == 0) return "must not be empty.";
         if (id.Length > limits.MaxIdLength) return $"must be at most {limits.MaxIdLength} characters, got {id.Length}.";
         if (id.Any(char.IsControl)) return "must not contain control characters.";
+        // It becomes the job's AMQP message_id, a short string: the client cannot encode more than 255 bytes.
+        var bytes = AmqpShortString.ByteCount(id);
+        if (bytes > AmqpShortString.MaxBytes)
+            return $"must be at most {AmqpShortString.MaxBytes} bytes in UTF-8 (it becomes the job's AMQP message_id, a short string), got {bytes} bytes.";
         return null;
+    }
+
+    private const string UnpairedSurrogate =
+        "contains an unpaired surrogate (an escaped \\ud800-\\udfff without its pair): it must be valid Unicode, since it becomes the job's AMQP message_id.";
+
+    /// <summary>A JSON string's value, or null when it holds an escaped lone surrogate (System.Text.Json refuses to decode it).</summary>
+    private static string? ReadString(JsonNode node)
+    {
+        try
+        {
+            var text = node.GetValue<string>();
+            return AmqpShortString.IsValidUtf16(text) ? text : null;
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     public static BatchLineError Error(long lineNumber, string? customId, string code, string message, string? param = null) =>

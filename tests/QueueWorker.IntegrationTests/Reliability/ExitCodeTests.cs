@@ -15,6 +15,7 @@ public sealed class ExitCodeTests(ITestOutputHelper output)
         // A classic queue where the worker wants a quorum queue with a delivery limit: retrying cannot help.
         await broker.DeclareQueueAsync(jobs);
         broker.Own(jobs + ".dlq");
+        broker.Own(jobs + ".parked");
         var results = TestBroker.UniqueName("rel.results");
         broker.Own(results);
 

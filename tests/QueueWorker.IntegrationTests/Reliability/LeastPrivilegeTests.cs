@@ -17,12 +17,13 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
     private const ushort AccessRefused = 403;
 
     [Fact]
-    public async Task WorkerWithOwnUser_CompletesJobsButCannotReadResultsOrDeadLetters()
+    public async Task WorkerWithOwnUser_CompletesJobsButCannotReadResultsOrParkedJobs()
     {
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var jobs = TestBroker.UniqueName("lp.jobs");
         var results = TestBroker.UniqueName("lp.results");
         var dlq = jobs + ".dlq";
+        var parked = jobs + ".parked";
         var (workerUser, workerPassword) = ($"qw-rel-worker-{suffix}", Guid.NewGuid().ToString("N"));
         var (producerUser, producerPassword) = ($"qw-rel-producer-{suffix}", Guid.NewGuid().ToString("N"));
         var ctl = Rabbitmqctl.Shared;
@@ -30,12 +31,13 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
         await using var admin = await TestBroker.ConnectAsync();
         admin.Own(jobs);
         admin.Own(dlq);
+        admin.Own(parked);
         admin.Own(results);
         try
         {
             // Temporary users: the passwords are random and the users deleted below, so rabbitmqctl's argv is acceptable here.
             await ctl.RunAsync("add_user", workerUser, workerPassword);
-            await ctl.RunAsync("set_permissions", "-p", "/", workerUser, $"^({E(jobs)}|{E(dlq)}|{E(results)})$", @"^amq\.default$", $"^{E(jobs)}$");
+            await ctl.RunAsync("set_permissions", "-p", "/", workerUser, $"^({E(jobs)}|{E(dlq)}|{E(parked)}|{E(results)})$", @"^amq\.default$", $"^({E(jobs)}|{E(dlq)})$");
             await ctl.RunAsync("add_user", producerUser, producerPassword);
             await ctl.RunAsync("set_permissions", "-p", "/", producerUser, @"^amq\.gen-.*$", @"^amq\.default$", $"^({E(results)}|amq\\.gen-.*)$");
 
@@ -63,9 +65,11 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
                 await collected.WaitForIdsAsync(ids, TimeSpan.FromSeconds(120));
                 Assert.All(collected.All, r => Assert.Equal(Contracts.JobStatus.Completed, r.Result.Status));
 
-                // The worker's user cannot read the results or the dead letters; the producer's cannot read the jobs.
+                // The worker's user cannot read the results or the parked jobs (it reads the dead letters to answer them);
+                // the producer's cannot read the jobs.
                 await AssertAccessRefusedAsync(Uri(workerUser, workerPassword), results, output);
-                await AssertAccessRefusedAsync(Uri(workerUser, workerPassword), dlq, output);
+                await AssertAccessRefusedAsync(Uri(workerUser, workerPassword), parked, output);
+                Assert.Contains("Consuming dead letters of", worker.Output);
                 await AssertAccessRefusedAsync(Uri(producerUser, producerPassword), jobs, output);
                 Assert.DoesNotContain("ACCESS_REFUSED", worker.Output);
             }

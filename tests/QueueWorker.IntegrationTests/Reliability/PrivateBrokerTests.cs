@@ -161,6 +161,8 @@ public sealed class PrivateBrokerTests(PrivateRabbitNode broker, ITestOutputHelp
         h.Settings["Inference:Slots"] = "1";
         h.Settings["RabbitMq:DeliveryLimit"] = "1";
         h.Settings["RabbitMq:PublishRetries"] = "1";
+        // The DLQ kept as the broker left it (a worker answering dead letters would park it: CrashTests).
+        h.Settings["RabbitMq:AnswerDeadLetters"] = "false";
         var worker = await h.StartWorkerAsync();
         // Jobs end in the DLQ the quickest way: the results queue refuses their results (2 deliveries, then dead-lettered).
         var full = "qw-rel-full-" + Guid.NewGuid().ToString("N")[..8];

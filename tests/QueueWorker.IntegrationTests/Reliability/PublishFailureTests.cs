@@ -64,6 +64,8 @@ public sealed class PublishFailureTests(ITestOutputHelper output)
         h.Settings["RabbitMq:PublishRetries"] = "2";
         h.Settings["RabbitMq:DeliveryLimit"] = "1";
         h.Settings["Inference:Slots"] = "1";
+        // The broker's side alone: a worker answering dead letters would take the job out of the DLQ (CrashTests covers that).
+        h.Settings["RabbitMq:AnswerDeadLetters"] = "false";
         var worker = await h.StartWorkerAsync();
         var policy = "qw-rel-full-" + Guid.NewGuid().ToString("N")[..8];
         await h.Ctl.RunAsync("set_policy", "--apply-to", "queues", "--priority", "1000", policy,

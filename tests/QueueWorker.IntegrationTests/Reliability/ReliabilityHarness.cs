@@ -49,6 +49,8 @@ public sealed class ReliabilityHarness : IAsyncDisposable
     public string JobsQueue { get; } = TestBroker.UniqueName("rel.jobs");
     public string ResultsQueue { get; } = TestBroker.UniqueName("rel.results");
     public string DeadLetterQueue => JobsQueue + ".dlq";
+    /// <summary>Where the worker parks the jobs it answered without running (poison jobs, dead letters).</summary>
+    public string ParkedQueue => JobsQueue + ".parked";
     /// <summary>The worker's AMQP connection name: how the test finds (and closes) that connection and no other.</summary>
     public string ClientName { get; } = "qw-rel-worker-" + Guid.NewGuid().ToString("N")[..10];
     public Dictionary<string, string> Settings { get; }
@@ -68,6 +70,7 @@ public sealed class ReliabilityHarness : IAsyncDisposable
         var harness = new ReliabilityHarness(output, broker, uri, ctl ?? Rabbitmqctl.Shared);
         broker.Own(harness.JobsQueue);
         broker.Own(harness.DeadLetterQueue);
+        broker.Own(harness.ParkedQueue);
         // Declared as the worker declares it (durable quorum), so results can be collected from the start.
         if (declareResultsVia is null)
         {
