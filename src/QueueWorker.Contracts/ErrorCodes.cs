@@ -27,6 +27,11 @@ public static class ErrorCodes
     public const string EngineError = "engine_error";
     /// <summary>The worker failed on this job in a way nobody foresaw (a bug); the message names the exception type and the log has the rest.</summary>
     public const string InternalError = "internal_error";
+    /// <summary>
+    /// A control message cancelled the job (by its id or its batch id) before it finished; the result also has
+    /// <c>finish_reason: cancelled</c>. Not retried: publish the job again (under a batch id not cancelled) to run it.
+    /// </summary>
+    public const string Cancelled = "cancelled";
     /// <summary>The job was dead-lettered after killing workers repeatedly (written by tools that drain the DLQ).</summary>
     public const string PoisonJob = "poison_job";
 }

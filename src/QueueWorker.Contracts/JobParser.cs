@@ -127,6 +127,8 @@ public static class JobParser
             {
                 id = ReadId() ?? fallbackId;
                 metadata = ReadMetadata();
+                if (metadata is { } md && md.TryGetProperty("tenant", out var tenant) && tenant.ValueKind is not (JsonValueKind.String or JsonValueKind.Null))
+                    throw new FieldException("metadata.tenant", $"\"metadata.tenant\" must be a string (the tenant for fair share), got {Describe(tenant.ValueKind)}.");
                 var prompt = OptionalString("prompt");
                 var messages = ReadMessages();
                 if (prompt is null && messages is null)
@@ -153,6 +155,9 @@ public static class JobParser
                     Stop = ReadStop(),
                     TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
                     Metadata = metadata,
+                    BatchId = ReadBatchId(),
+                    Priority = OptionalInt("priority", MinPriority, MaxPriority, null),
+                    User = ReadUser(),
                 };
                 return new ParseResult(job, null, id, metadata);
             }
@@ -160,6 +165,29 @@ public static class JobParser
             {
                 return new ParseResult(null, new JobError(ex.Code, ex.Message, ex.Field), id ?? fallbackId, metadata);
             }
+        }
+
+        /// <summary>The batch id: the job id's rules (a control message names it the same way).</summary>
+        private string? ReadBatchId()
+        {
+            if (!TryGet("batch_id", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.String)
+                throw new FieldException("batch_id", $"\"batch_id\" must be a string, got {Describe(v.ValueKind)}.");
+            var batch = v.GetString()!;
+            if (batch.Length == 0) throw new FieldException("batch_id", "\"batch_id\" must not be empty.");
+            if (batch.Length > limits.MaxIdLength)
+                throw new FieldException("batch_id", $"\"batch_id\" must be at most {limits.MaxIdLength} characters, got {batch.Length}.");
+            if (batch.Any(char.IsControl)) throw new FieldException("batch_id", "\"batch_id\" must not contain control characters.");
+            return batch;
+        }
+
+        private string? ReadUser()
+        {
+            var user = OptionalString("user");
+            if (user is null) return null;
+            if (user.Length > limits.MaxIdLength)
+                throw new FieldException("user", $"\"user\" must be at most {limits.MaxIdLength} characters, got {user.Length}.");
+            return user;
         }
 
         /// <summary>The id when it follows its rules, else null (the failed result then takes the fallback id).</summary>
@@ -354,6 +382,9 @@ public static class JobParser
             }
             return stops.Count == 0 ? null : stops;
         }
+
+        private const int MinPriority = -100;
+        private const int MaxPriority = 100;
 
         private static string Fmt(double d) => d.ToString(CultureInfo.InvariantCulture);
 

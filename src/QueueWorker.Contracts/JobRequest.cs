@@ -33,6 +33,21 @@ public sealed record JobRequest
     /// <summary>Deadline in milliseconds from when the job was published (or received).</summary>
     public int? TimeoutMs { get; init; }
 
-    /// <summary>Small object echoed in the result.</summary>
+    /// <summary>Small object echoed in the result. A string <c>metadata.tenant</c> names the job's tenant for fair share.</summary>
     public JsonElement? Metadata { get; init; }
+
+    /// <summary>The batch the job belongs to (<c>qw batch</c> sets it): a control message cancels a whole batch by it.</summary>
+    public string? BatchId { get; init; }
+
+    /// <summary>Order inside the worker's waiting list, higher first (−100 to 100, default 0); lanes order before it.</summary>
+    public int? Priority { get; init; }
+
+    /// <summary>OpenAI's end-user id: the tenant for fair share when <c>metadata.tenant</c> is absent.</summary>
+    public string? User { get; init; }
+
+    /// <summary>Who the job is for, for fair share: <c>metadata.tenant</c> when a string, else <see cref="User"/>, else null (one shared tenant).</summary>
+    public string? Tenant =>
+        Metadata is { ValueKind: JsonValueKind.Object } m && m.TryGetProperty("tenant", out var t) && t.ValueKind == JsonValueKind.String
+            ? t.GetString()
+            : User;
 }

@@ -13,6 +13,9 @@ internal sealed class InferenceJob(GenerationRequest request, LLamaToken[] promp
     public long SubmittedAt { get; } = submittedAt;
     public CancellationToken CancellationToken { get; } = cancellationToken;
 
+    /// <summary>Arrival order in the scheduler, set when it takes the job in.</summary>
+    public long Sequence { get; set; }
+
     /// <summary>KV cells the job may hold at most: its prompt plus every token it may generate.</summary>
     public int KvNeed => Prompt.Length + Request.MaxTokens;
 

@@ -10,7 +10,8 @@ namespace QueueWorker.Inference;
 public static class JobMapping
 {
     /// <summary>A validated job as an engine request; absent sampling fields take <see cref="SamplingParams"/>'s defaults.</summary>
-    public static GenerationRequest ToGeneration(string id, JobRequest job, DateTimeOffset deadline)
+    /// <param name="laneRank">The rank of the lane the job came in on (0 = highest), see <see cref="GenerationRequest.LaneRank"/>.</param>
+    public static GenerationRequest ToGeneration(string id, JobRequest job, DateTimeOffset deadline, int laneRank = 0)
     {
         var defaults = new SamplingParams();
         return new GenerationRequest
@@ -21,6 +22,9 @@ public static class JobMapping
             MaxTokens = job.MaxTokens ?? throw new ArgumentException("A parsed job always has max_tokens.", nameof(job)),
             Stop = job.Stop ?? [],
             Deadline = deadline,
+            LaneRank = laneRank,
+            Priority = job.Priority ?? 0,
+            Tenant = job.Tenant,
             Sampling = new SamplingParams
             {
                 Temperature = job.Temperature ?? defaults.Temperature,

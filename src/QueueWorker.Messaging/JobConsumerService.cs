@@ -44,7 +44,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly string _consumerTag;
     private IChannel? _channel;
-    private JobConsumer? _consumer;
+    // One consumer per lane, highest lane first, all on _channel; replaced together.
+    private IReadOnlyList<JobConsumer> _consumers = [];
     private int _inFlight;
     private volatile bool _stopping;
     private Task? _halt;
@@ -68,7 +69,9 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
 
     public bool IsConnected => _connection.IsConnected;
 
-    public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && _consumer is { CancelledByBroker: false };
+    public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && ConsumersLive;
+
+    private bool ConsumersLive => _consumers is { Count: > 0 } consumers && consumers.All(c => !c.CancelledByBroker);
 
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -148,7 +151,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             return true;
         if (!connection.IsOpen || _connection.IsRecovering)
             return false; // automatic recovery restores the channel, its prefetch and the consumer
-        return !channel.IsOpen || _consumer is not { CancelledByBroker: false };
+        return !channel.IsOpen || !ConsumersLive;
     }
 
     private async Task SubscribeAsync(IConnection connection, CancellationToken cancellationToken)
@@ -156,7 +159,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         var prefetch = (ushort)Prefetch;
         var old = _channel;
         _channel = null;
-        _consumer = null;
+        _consumers = [];
         if (old is not null)
             await DisposeChannelAsync(old).ConfigureAwait(false);
 
@@ -167,13 +170,20 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         try
         {
             channel.ChannelShutdownAsync += OnChannelShutdownAsync;
+            // Per consumer (global: false): each lane has its own window, so the jobs a lower lane holds never stop a
+            // higher lane's from being delivered; the engine then admits the higher lane's first.
             await channel.BasicQosAsync(0, prefetch, global: false, cancellationToken).ConfigureAwait(false);
-            var consumer = new JobConsumer(channel, this);
-            await channel.BasicConsumeAsync(_options.JobsQueue, autoAck: false, _consumerTag, noLocal: false, exclusive: false,
-                arguments: null, consumer, cancellationToken).ConfigureAwait(false);
+            List<JobConsumer> consumers = [];
+            foreach (var lane in _options.LaneQueues)
+            {
+                var consumer = new JobConsumer(channel, this, lane, TagOf(lane));
+                await channel.BasicConsumeAsync(lane.Queue, autoAck: false, consumer.Tag, noLocal: false, exclusive: false,
+                    arguments: null, consumer, cancellationToken).ConfigureAwait(false);
+                consumers.Add(consumer);
+                Log.Consuming(_logger, lane.Queue, prefetch);
+            }
             _channel = channel;
-            _consumer = consumer;
-            Log.Consuming(_logger, _options.JobsQueue, prefetch);
+            _consumers = consumers;
         }
         catch
         {
@@ -190,11 +200,13 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         return Task.CompletedTask;
     }
 
-    private void OnCancelledByBroker()
+    private string TagOf(LaneQueue lane) => lane.Lane.Length == 0 ? _consumerTag : _consumerTag + "/" + lane.Lane;
+
+    private void OnCancelledByBroker(LaneQueue lane)
     {
         if (_stopping)
             return;
-        Log.ConsumerCancelledByBroker(_logger, _options.JobsQueue);
+        Log.ConsumerCancelledByBroker(_logger, lane.Queue);
         Wake();
     }
 
@@ -218,13 +230,13 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     /// Runs in the client's consumer callback: copies the delivery (the client reuses its buffer afterwards) and starts the
     /// job on the thread pool, then returns at once so the client's dispatcher and frame loop never wait for a job.
     /// </summary>
-    private void OnDelivered(IChannel channel, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
+    private void OnDelivered(IChannel channel, LaneQueue lane, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
     {
         Interlocked.Increment(ref _inFlight);
         IncomingJob job;
         try
         {
-            job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
+            job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow()) with { Lane = lane.Lane, LaneRank = lane.Rank };
         }
         catch (Exception ex)
         {
@@ -410,15 +422,19 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
 
     private async Task CancelConsumerAsync(CancellationToken cancellationToken)
     {
-        if (_channel is not { IsOpen: true } channel || _consumer is not { CancelledByBroker: false })
+        if (_channel is not { IsOpen: true } channel)
             return;
-        try
+        foreach (var consumer in _consumers)
         {
-            await channel.BasicCancelAsync(_consumerTag, noWait: false, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Log.CancelFailed(_logger, ResiliencePipelines.Describe(ex));
+            if (consumer.CancelledByBroker) continue;
+            try
+            {
+                await channel.BasicCancelAsync(consumer.Tag, noWait: false, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.CancelFailed(_logger, ResiliencePipelines.Describe(ex));
+            }
         }
     }
 
@@ -453,16 +469,19 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     }
 
     /// <summary>Hands deliveries to the service; remembers a cancel sent by the broker (queue deleted), which needs a new subscription.</summary>
-    private sealed class JobConsumer(IChannel channel, JobConsumerService owner) : AsyncDefaultBasicConsumer(channel)
+    private sealed class JobConsumer(IChannel channel, JobConsumerService owner, LaneQueue lane, string tag) : AsyncDefaultBasicConsumer(channel)
     {
         private volatile bool _cancelledByBroker;
+
+        /// <summary>Our own tag (not the broker's): it stays the same across automatic recovery, so the stop can always cancel it.</summary>
+        public string Tag { get; } = tag;
 
         public bool CancelledByBroker => _cancelledByBroker;
 
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange,
             string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
         {
-            owner.OnDelivered(Channel, deliveryTag, redelivered, properties, body);
+            owner.OnDelivered(Channel, lane, deliveryTag, redelivered, properties, body);
             return Task.CompletedTask;
         }
 
@@ -470,7 +489,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             _cancelledByBroker = true;
             await base.HandleBasicCancelAsync(consumerTag, cancellationToken).ConfigureAwait(false);
-            owner.OnCancelledByBroker();
+            owner.OnCancelledByBroker(lane);
         }
     }
 

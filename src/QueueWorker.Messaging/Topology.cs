@@ -12,23 +12,44 @@ public static class Topology
 {
     private const ushort PreconditionFailed = 406;
 
-    public static Dictionary<string, object?> JobsQueueArguments(RabbitMqOptions options) => new()
+    public static Dictionary<string, object?> JobsQueueArguments(RabbitMqOptions options) => LaneQueueArguments(options, options.LaneQueues[0]);
+
+    /// <summary>A lane's queue: quorum, the delivery limit, its own dead-letter queue, and the length limit when set.</summary>
+    public static Dictionary<string, object?> LaneQueueArguments(RabbitMqOptions options, LaneQueue lane)
     {
-        ["x-queue-type"] = "quorum",
-        ["x-delivery-limit"] = options.DeliveryLimit,
-        ["x-dead-letter-exchange"] = "",
-        ["x-dead-letter-routing-key"] = options.EffectiveDeadLetterQueue,
-    };
+        var args = new Dictionary<string, object?>
+        {
+            ["x-queue-type"] = "quorum",
+            ["x-delivery-limit"] = options.DeliveryLimit,
+            ["x-dead-letter-exchange"] = "",
+            ["x-dead-letter-routing-key"] = lane.DeadLetterQueue,
+        };
+        if (options.MaxQueuedJobs > 0)
+        {
+            // Producers hear "full" (a nack) instead of the oldest jobs being dropped.
+            args["x-max-length"] = options.MaxQueuedJobs;
+            args["x-overflow"] = "reject-publish";
+        }
+        return args;
+    }
 
     /// <summary>Declares the three queues, each on its own short-lived channel (a failed declare closes its channel).</summary>
     public static async Task DeclareAsync(IConnection connection, RabbitMqOptions options, CancellationToken cancellationToken)
     {
-        // Dead-letter queue first: the jobs queue routes to it.
-        await DeclareQueueAsync(connection, options.EffectiveDeadLetterQueue, null, "durable", cancellationToken).ConfigureAwait(false);
         await DeclareQueueAsync(connection, options.ResultsQueue, null, "durable", cancellationToken).ConfigureAwait(false);
-        var jobsArgs = JobsQueueArguments(options);
-        await DeclareQueueAsync(connection, options.JobsQueue, jobsArgs, "durable, " + Describe(jobsArgs), cancellationToken).ConfigureAwait(false);
+        foreach (var lane in options.LaneQueues)
+        {
+            // Dead-letter queue first: the lane's queue routes to it.
+            await DeclareQueueAsync(connection, lane.DeadLetterQueue, null, "durable", cancellationToken).ConfigureAwait(false);
+            var args = LaneQueueArguments(options, lane);
+            await DeclareQueueAsync(connection, lane.Queue, args, "durable, " + Describe(args), cancellationToken).ConfigureAwait(false);
+        }
     }
+
+    /// <summary>The control fanout exchange (durable: it outlives workers, so a producer can always publish a cancel).</summary>
+    public static async Task DeclareControlExchangeAsync(IChannel channel, RabbitMqOptions options, CancellationToken cancellationToken) =>
+        await channel.ExchangeDeclareAsync(options.ControlExchange, ExchangeType.Fanout, durable: true, autoDelete: false,
+            cancellationToken: cancellationToken).ConfigureAwait(false);
 
     private static async Task DeclareQueueAsync(IConnection connection, string queue, IDictionary<string, object?>? arguments,
         string wanted, CancellationToken cancellationToken)
