@@ -8,7 +8,8 @@ using RabbitMQ.Client.Events;
 namespace QueueWorker.Messaging;
 
 /// <summary>
-/// Hears control messages: binds an exclusive, server-named queue of its own to the <c>RabbitMq:ControlExchange</c>
+/// Hears control messages: binds an exclusive queue of its own, <c>{ControlExchange}.worker-{random}</c> (named, so a
+/// least-privilege user can be granted exactly these names), to the <c>RabbitMq:ControlExchange</c>
 /// fanout exchange (so every worker hears every message) and hands each cancel to <see cref="IControlHandler"/>. Auto-ack:
 /// the queue lives and dies with this worker's connection, so a message could not outlive it anyway; a worker that was
 /// not listening when a cancel was published does not know it (the README says so). Never stops the worker: a failure
@@ -19,6 +20,7 @@ public sealed class ControlConsumerService(RabbitMqConnection connection, IContr
 {
     private static readonly TimeSpan RetryInterval = TimeSpan.FromSeconds(5);
     private readonly RabbitMqOptions _options = options.Value;
+    private readonly string _queueName = ControlQueueName(options.Value.ControlExchange);
     private IChannel? _channel;
 
     /// <summary>The exclusive queue bound to the control exchange; null until subscribed (for tests).</summary>
@@ -66,7 +68,7 @@ public sealed class ControlConsumerService(RabbitMqConnection connection, IContr
         {
             if (_options.DeclareTopology)
                 await Topology.DeclareControlExchangeAsync(channel, _options, cancellationToken).ConfigureAwait(false);
-            var queue = await channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true,
+            var queue = await channel.QueueDeclareAsync(_queueName, durable: false, exclusive: true, autoDelete: true,
                 cancellationToken: cancellationToken).ConfigureAwait(false);
             await channel.QueueBindAsync(queue.QueueName, _options.ControlExchange, "", cancellationToken: cancellationToken).ConfigureAwait(false);
             var consumer = new AsyncEventingBasicConsumer(channel);
@@ -86,6 +88,9 @@ public sealed class ControlConsumerService(RabbitMqConnection connection, IContr
             throw;
         }
     }
+
+    /// <summary>This worker's control queue: <c>{exchange}.worker-{12 hex digits}</c>, new for each process.</summary>
+    public static string ControlQueueName(string exchange) => $"{exchange}.worker-{Guid.NewGuid().ToString("N")[..12]}";
 
     /// <summary>Parses one control message and hands it over; never throws (the client's dispatcher calls it).</summary>
     internal void OnMessage(ReadOnlySpan<byte> body)
