@@ -77,16 +77,6 @@ public sealed class DefinitionsTests
 
         Assert.Matches(read, o.JobsQueue);
         Assert.All(new[] { o.ResultsQueue, o.EffectiveDeadLetterQueue, "amq.gen-abc", "amq.default" }, q => Assert.DoesNotMatch(read, q));
-
-        // Control messages: declare the exchange and its own exclusive queue, bind (write on the queue, read on the
-        // exchange) and consume it; nothing else of the control exchange's.
-        var control = Messaging.ControlConsumerService.ControlQueueName(o.ControlExchange);
-        Assert.Matches(configure, o.ControlExchange);
-        Assert.Matches(configure, control);
-        Assert.Matches(write, control);
-        Assert.DoesNotMatch(write, o.ControlExchange);
-        Assert.Matches(read, o.ControlExchange);
-        Assert.Matches(read, control);
     }
 
     [Fact]
@@ -99,7 +89,6 @@ public sealed class DefinitionsTests
         Assert.All(new[] { o.JobsQueue, o.ResultsQueue, o.EffectiveDeadLetterQueue }, q => Assert.DoesNotMatch(configure, q));
 
         Assert.Matches(write, "amq.default");
-        Assert.Matches(write, o.ControlExchange); // qw cancel
         Assert.DoesNotMatch(write, "amq.topic");
 
         Assert.Matches(read, o.ResultsQueue);
