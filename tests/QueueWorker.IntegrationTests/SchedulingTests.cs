@@ -216,7 +216,7 @@ public sealed class SchedulingTests : IAsyncLifetime
         {
             var input = Path.Combine(dir, "in.jsonl");
             var output = Path.Combine(dir, "out.jsonl");
-            await File.WriteAllLinesAsync(input, Enumerable.Range(1, 24).Select(i => Job($"line{i}", 2000)));
+            await File.WriteAllLinesAsync(input, Enumerable.Range(1, 16).Select(i => Job($"line{i}", 1000)));
 
             var qw = StartQw(["batch", input, "--out", output, "--max-in-flight", "4"]);
             await WaitUntilAsync(() => Task.FromResult(File.Exists(output) && File.ReadAllLines(output).Length >= 2), Timeout, "two lines written");
@@ -225,7 +225,7 @@ public sealed class SchedulingTests : IAsyncLifetime
             Assert.True(code == 130, stderr);
             Assert.Contains("cancelled batch", stderr);
             var written = File.ReadAllLines(output).Length;
-            Assert.True(written is >= 2 and < 24, $"{written} lines written; qw said: {stderr}");
+            Assert.True(written is >= 2 and < 16, $"{written} lines written; qw said: {stderr}");
 
             // The jobs it had published stop: answered cancelled (to qw's reply queue while it lasts, then the results queue), nothing runs.
             await WaitUntilAsync(async () => await CancelledAsync(worker) >= 1
@@ -236,8 +236,8 @@ public sealed class SchedulingTests : IAsyncLifetime
             (code, _, stderr) = await StartQw(["batch", input, "--out", output, "--max-in-flight", "4"]).Exit;
             Assert.True(code == 0, stderr);
             var lines = File.ReadAllLines(output).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
-            Assert.Equal(24, lines.Count);
-            Assert.Equal(24, lines.Select(l => l.GetProperty("custom_id").GetString()).Distinct().Count());
+            Assert.Equal(16, lines.Count);
+            Assert.Equal(16, lines.Select(l => l.GetProperty("custom_id").GetString()).Distinct().Count());
             Assert.All(lines, l => Assert.Equal(JsonValueKind.Object, l.GetProperty("response").ValueKind));
         }
         finally
@@ -267,7 +267,7 @@ public sealed class SchedulingTests : IAsyncLifetime
         var stderr = process.StandardError.ReadToEndAsync();
         async Task<(int, string, string)> WaitAsync()
         {
-            using var cts = new CancellationTokenSource(Waits.Scale(TimeSpan.FromSeconds(180)));
+            using var cts = new CancellationTokenSource(Waits.Scale(TimeSpan.FromSeconds(300)));
             await process.WaitForExitAsync(cts.Token);
             var result = (process.ExitCode, await stdout, await stderr);
             process.Dispose();
