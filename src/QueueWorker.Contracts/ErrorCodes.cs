@@ -35,6 +35,11 @@ public static class ErrorCodes
     /// The job was delivered more than <c>RabbitMq:DeliveryLimit</c> + 1 times without ever being finished: every
     /// worker that took it died. It is not run again; its body is parked in <c>{JobsQueue}.parked</c> for replay.
     /// </summary>
+    /// <summary>
+    /// A control message cancelled the job (by its id or its batch id) before it finished; the result also has
+    /// <c>finish_reason: cancelled</c>. Not retried: publish the job again (under a batch id not cancelled) to run it.
+    /// </summary>
+    public const string Cancelled = "cancelled";
     public const string PoisonJob = "poison_job";
     /// <summary>
     /// The broker dead-lettered the job for a reason other than the delivery limit or its expiry (a consumer rejected it

@@ -127,6 +127,8 @@ public static class JobParser
             {
                 id = ReadId() ?? fallbackId;
                 metadata = ReadMetadata();
+                if (metadata is { } md && md.TryGetProperty("tenant", out var tenant) && tenant.ValueKind is not (JsonValueKind.String or JsonValueKind.Null))
+                    throw new FieldException("metadata.tenant", $"\"metadata.tenant\" must be a string (the tenant for fair share), got {Describe(tenant.ValueKind)}.");
                 if (ReadEmbedding(id) is { } embedding)
                     return new ParseResult(embedding with { Metadata = metadata }, null, id, metadata);
                 var prompt = OptionalString("prompt");
@@ -162,6 +164,8 @@ public static class JobParser
                     Logprobs = logprobs,
                     TopLogprobs = topLogprobs,
                     Model = OptionalShortString("model"),
+                    BatchId = ReadBatchId(),
+                    Priority = OptionalInt("priority", MinPriority, MaxPriority, null),
                     User = ReadUser(),
                 };
                 job = ReadStructuredOutput(job);
@@ -171,6 +175,20 @@ public static class JobParser
             {
                 return new ParseResult(null, new JobError(ex.Code, ex.Message, ex.Field), id ?? fallbackId, metadata);
             }
+        }
+
+        /// <summary>The batch id: the job id's rules (a control message names it the same way).</summary>
+        private string? ReadBatchId()
+        {
+            if (!TryGet("batch_id", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.String)
+                throw new FieldException("batch_id", $"\"batch_id\" must be a string, got {Describe(v.ValueKind)}.");
+            var batch = v.GetString()!;
+            if (batch.Length == 0) throw new FieldException("batch_id", "\"batch_id\" must not be empty.");
+            if (batch.Length > limits.MaxIdLength)
+                throw new FieldException("batch_id", $"\"batch_id\" must be at most {limits.MaxIdLength} characters, got {batch.Length}.");
+            if (batch.Any(char.IsControl)) throw new FieldException("batch_id", "\"batch_id\" must not contain control characters.");
+            return batch;
         }
 
         /// <summary>The id when it follows its rules, else null (the failed result then takes the fallback id).</summary>
@@ -656,6 +674,9 @@ public static class JobParser
             }
             return stops.Count == 0 ? null : stops;
         }
+
+        private const int MinPriority = -100;
+        private const int MaxPriority = 100;
 
         private static string Fmt(double d) => d.ToString(CultureInfo.InvariantCulture);
 

@@ -66,15 +66,21 @@ public sealed record JobRequest
     /// <summary>A GBNF grammar (start rule <c>root</c>) the output must follow; exclusive with a JSON <see cref="ResponseFormat"/>.</summary>
     public string? Grammar { get; init; }
 
-    /// <summary>Small object echoed in the result.</summary>
+    /// <summary>Small object echoed in the result. A string <c>metadata.tenant</c> names the job's tenant (fair share, CPU billing).</summary>
     public JsonElement? Metadata { get; init; }
+
+    /// <summary>The batch the job belongs to (<c>qw batch</c> sets it): a control message cancels a whole batch by it.</summary>
+    public string? BatchId { get; init; }
+
+    /// <summary>Order inside the worker's waiting list, higher first (−100 to 100, default 0); lanes order before it.</summary>
+    public int? Priority { get; init; }
 
     /// <summary>Longest <see cref="User"/> and <c>metadata.tenant</c> accepted, in characters.</summary>
     public const int MaxTenantLength = 256;
 
     /// <summary>
     /// Who the job's CPU is billed to: <c>metadata.tenant</c> when it is a non-empty string, else <see cref="User"/>,
-    /// else <c>default</c>. The metrics bound how many distinct values become labels. Not a wire field.
+    /// else <c>default</c> (one shared tenant): fair share between tenants and CPU billing. The metrics bound how many distinct values become labels. Not a wire field.
     /// </summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public string Tenant =>

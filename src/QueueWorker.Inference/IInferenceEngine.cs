@@ -78,6 +78,12 @@ public sealed record GenerationRequest
     /// <c>Inference:MaxJobSeconds</c> included). Null: <c>Inference:MaxJobSeconds</c> after submission.
     /// </summary>
     public DateTimeOffset? Deadline { get; init; }
+    /// <summary>The rank of the lane the job came in on, 0 = highest: waiting jobs of a lower rank are admitted first.</summary>
+    public int LaneRank { get; init; }
+    /// <summary>Within a lane, waiting jobs of a higher priority are admitted first.</summary>
+    public int Priority { get; init; }
+    /// <summary>Who the job is for: within a lane and priority, free slots go round-robin between tenants. Null is one tenant.</summary>
+    public string? Tenant { get; init; }
     /// <summary>
     /// Optional: receives each piece of text as soon as it is final (stop strings are never passed).
     /// Called on the scheduler thread: it must be quick and must not block; an exception is logged and ignored.

@@ -16,6 +16,9 @@ internal sealed class InferenceJob(GenerationRequest request, LLamaToken[] promp
     /// <summary>The compiled grammar of <see cref="GenerationRequest.Grammar"/>; the job's sampler gets a copy of it.</summary>
     public GrammarPrototype? Grammar { get; init; }
 
+    /// <summary>Arrival order in the scheduler, set when it takes the job in.</summary>
+    public long Sequence { get; set; }
+
     /// <summary>KV cells the job may hold at most: its prompt plus every token it may generate.</summary>
     public int KvNeed => Prompt.Length + Request.MaxTokens;
 

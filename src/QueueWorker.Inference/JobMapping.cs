@@ -11,7 +11,8 @@ namespace QueueWorker.Inference;
 public static class JobMapping
 {
     /// <summary>A validated job as an engine request; absent sampling fields take <see cref="SamplingParams"/>'s defaults.</summary>
-    public static GenerationRequest ToGeneration(string id, JobRequest job, DateTimeOffset deadline)
+    /// <param name="laneRank">The rank of the lane the job came in on (0 = highest), see <see cref="GenerationRequest.LaneRank"/>.</param>
+    public static GenerationRequest ToGeneration(string id, JobRequest job, DateTimeOffset deadline, int laneRank = 0)
     {
         var defaults = new SamplingParams();
         return new GenerationRequest
@@ -24,6 +25,9 @@ public static class JobMapping
             TopLogprobs = job.Logprobs == true ? job.TopLogprobs ?? 0 : null,
             Deadline = deadline,
             Grammar = SchemaGrammars.For(job),
+            LaneRank = laneRank,
+            Priority = job.Priority ?? 0,
+            Tenant = job.Tenant,
             Sampling = new SamplingParams
             {
                 Temperature = job.Temperature ?? defaults.Temperature,

@@ -38,8 +38,10 @@ internal sealed class Scheduler
     private readonly string? _killOnPrompt;
     private byte[] _pieceBuffer = new byte[64];
     private volatile Exception? _fault;
+    private readonly TenantTurns _turns = new();
     private int _queued;
     private long _step;
+    private long _sequence;
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
         (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null,
@@ -145,6 +147,7 @@ internal sealed class Scheduler
         while (_incoming.Reader.TryRead(out var job))
         {
             Interlocked.Decrement(ref _queued);
+            job.Sequence = _sequence++;
             _waiting.Add(job);
         }
     }
@@ -243,6 +246,7 @@ internal sealed class Scheduler
 
     private void AdmitWaiting()
     {
+        if (_waiting.Count > 1 && _slots.Any(s => !s.IsActive)) SortWaiting();
         for (var i = 0; i < _waiting.Count;)
         {
             var job = _waiting[i];
@@ -254,6 +258,7 @@ internal sealed class Scheduler
                     // FailAll finds it, or its caller would wait forever.
                     Admit(job, plan);
                     _waiting.RemoveAt(i);
+                    _turns.Served(job.Request.Tenant);
                     continue;
                 case AdmissionDecision.Defer:
                     i++;
@@ -263,6 +268,21 @@ internal sealed class Scheduler
                     return;
             }
         }
+    }
+
+    /// <summary>Puts the waiting list in admission order (<see cref="WaitingOrder"/>): lane, priority, tenants round-robin.</summary>
+    private void SortWaiting()
+    {
+        var entries = new WaitingOrder.Entry[_waiting.Count];
+        for (var i = 0; i < entries.Length; i++)
+        {
+            var r = _waiting[i].Request;
+            entries[i] = new WaitingOrder.Entry(r.LaneRank, r.Priority, r.Tenant, _waiting[i].Sequence);
+        }
+        var order = WaitingOrder.Order(entries, _turns);
+        var sorted = order.Select(i => _waiting[i]).ToList();
+        _waiting.Clear();
+        _waiting.AddRange(sorted);
     }
 
     private void Admit(InferenceJob job, AdmissionPlan plan)

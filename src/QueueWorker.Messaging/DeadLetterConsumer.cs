@@ -17,7 +17,7 @@ internal sealed class DeadLetterConsumer(JobParking parking, RabbitMqOptions opt
     private readonly CancellationTokenSource _cts = new();
     private IChannel? _channel;
     private Consumer? _consumer;
-    private string? _tag;
+    private IReadOnlyList<string> _tags = [];
     private int _inFlight;
     private bool _failing;
 
@@ -52,11 +52,16 @@ internal sealed class DeadLetterConsumer(JobParking parking, RabbitMqOptions opt
             };
             await channel.BasicQosAsync(0, Prefetch, global: false, cancellationToken).ConfigureAwait(false);
             var consumer = new Consumer(channel, this);
-            _tag = await channel.BasicConsumeAsync(options.EffectiveDeadLetterQueue, autoAck: false, consumer, cancellationToken).ConfigureAwait(false);
+            // Every lane's dead-letter queue (one, the jobs queue's, without lanes), all answered and parked the same way.
+            List<string> tags = [];
+            foreach (var lane in options.LaneQueues)
+                tags.Add(await channel.BasicConsumeAsync(lane.DeadLetterQueue, autoAck: false, consumer, cancellationToken).ConfigureAwait(false));
+            _tags = tags;
             _channel = channel;
             _consumer = consumer;
             _failing = false;
-            Log.ConsumingDeadLetters(logger, options.EffectiveDeadLetterQueue, Prefetch, options.EffectiveParkedQueue);
+            foreach (var lane in options.LaneQueues)
+                Log.ConsumingDeadLetters(logger, lane.DeadLetterQueue, Prefetch, options.EffectiveParkedQueue);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
@@ -115,15 +120,18 @@ internal sealed class DeadLetterConsumer(JobParking parking, RabbitMqOptions opt
     /// <summary>Cancels the consumer, gives messages in hand up to <paramref name="wait"/> to be settled, closes the channel.</summary>
     public async Task StopAsync(TimeSpan wait)
     {
-        if (_channel is { IsOpen: true } channel && _tag is { } tag && _consumer is { CancelledByBroker: false })
+        if (_channel is { IsOpen: true } channel && _consumer is { CancelledByBroker: false })
         {
-            try
+            foreach (var tag in _tags)
             {
-                await channel.BasicCancelAsync(tag, noWait: false, CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                // Closing below settles it anyway.
+                try
+                {
+                    await channel.BasicCancelAsync(tag, noWait: false, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // Closing below settles it anyway.
+                }
             }
         }
         var until = time.GetUtcNow() + wait;

@@ -24,6 +24,16 @@ public sealed record IncomingJob
     public long PriorDeliveries => DeliveryMapper.PriorDeliveries(DeliveryCount, Redelivered, CarriedDeliveries);
     /// <summary>When this worker received the delivery.</summary>
     public DateTimeOffset ReceivedAt { get; init; }
+    /// <summary>The lane it came in on (empty: the single default lane) and the lane's rank, 0 = highest.</summary>
+    public string Lane { get; init; } = "";
+    public int LaneRank { get; init; }
+}
+
+/// <summary>Hears the control messages (see <see cref="ControlConsumerService"/>); the host forwards them to the job pipeline.</summary>
+public interface IControlHandler
+{
+    /// <summary>Cancels the matching jobs (running, waiting, or still to arrive); returns how many running ones it stopped.</summary>
+    int Cancel(QueueWorker.Contracts.CancelRequest request);
 }
 
 /// <summary>

@@ -48,7 +48,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private readonly DeadLetterConsumer? _deadLetters;
     private string _consumerTag;
     private IChannel? _channel;
-    private JobConsumer? _consumer;
+    // One consumer per lane, highest lane first, all on _channel; replaced together.
+    private IReadOnlyList<JobConsumer> _consumers = [];
     private int _inFlight;
     private volatile bool _stopping;
     private Task? _halt;
@@ -80,9 +81,13 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
 
     public bool IsConnected => _connection.IsConnected;
 
-    /// <summary>True while subscribed, or paused only to run a job that was delivered before on its own.</summary>
-    public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && _consumer is { CancelledByBroker: false }
-        && (_consumer.Active || _isolation.Isolating);
+    /// <summary>True while subscribed (every lane), or paused only to run a job that was delivered before on its own.</summary>
+    public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && ConsumersLive
+        && (ConsumersActive || _isolation.Isolating);
+
+    private bool ConsumersLive => _consumers is { Count: > 0 } consumers && consumers.All(c => !c.CancelledByBroker);
+
+    private bool ConsumersActive => _consumers.All(c => c.Active);
 
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -165,7 +170,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         if (!connection.IsOpen || _connection.IsRecovering)
             return false; // automatic recovery restores the channel, its prefetch and the consumer
         // Cancelled by us for a pause that is over (or was cut short by a lost channel): consume again.
-        return !channel.IsOpen || _consumer is not { CancelledByBroker: false } || (!_consumer.Active && !_isolation.Isolating);
+        return !channel.IsOpen || !ConsumersLive || (!ConsumersActive && !_isolation.Isolating);
     }
 
     private async Task SubscribeAsync(IConnection connection, CancellationToken cancellationToken)
@@ -173,7 +178,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         var prefetch = (ushort)Prefetch;
         var old = _channel;
         _channel = null;
-        _consumer = null;
+        _consumers = [];
         if (old is not null)
             await DisposeChannelAsync(old).ConfigureAwait(false);
         _isolation.Reset();
@@ -185,10 +190,12 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         try
         {
             channel.ChannelShutdownAsync += OnChannelShutdownAsync;
+            // Per consumer (global: false): each lane has its own window, so the jobs a lower lane holds never stop a
+            // higher lane's from being delivered; the engine then admits the higher lane's first.
             await channel.BasicQosAsync(0, prefetch, global: false, cancellationToken).ConfigureAwait(false);
             _channel = channel;
             await ConsumeAsync(channel, cancellationToken).ConfigureAwait(false);
-            Log.Consuming(_logger, _options.JobsQueue, prefetch);
+            foreach (var lane in _options.LaneQueues) Log.Consuming(_logger, lane.Queue, prefetch);
         }
         catch
         {
@@ -198,14 +205,19 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         }
     }
 
+    /// <summary>One consumer per lane (highest first), under a new tag: a pause cancels them all, a resume consumes anew.</summary>
     private async Task ConsumeAsync(IChannel channel, CancellationToken cancellationToken)
     {
-        var consumer = new JobConsumer(channel, this);
-        var tag = NewConsumerTag();
-        _consumerTag = tag;
-        await channel.BasicConsumeAsync(_options.JobsQueue, autoAck: false, tag, noLocal: false, exclusive: false,
-            arguments: null, consumer, cancellationToken).ConfigureAwait(false);
-        _consumer = consumer;
+        _consumerTag = NewConsumerTag();
+        List<JobConsumer> consumers = [];
+        foreach (var lane in _options.LaneQueues)
+        {
+            var consumer = new JobConsumer(channel, this, lane, TagOf(lane));
+            await channel.BasicConsumeAsync(lane.Queue, autoAck: false, consumer.Tag, noLocal: false, exclusive: false,
+                arguments: null, consumer, cancellationToken).ConfigureAwait(false);
+            consumers.Add(consumer);
+        }
+        _consumers = consumers;
         if (_stopping)
             await CancelConsumerAsync(CancellationToken.None).ConfigureAwait(false); // StopAsync ran meanwhile
     }
@@ -215,7 +227,12 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     {
         try
         {
-            await channel.BasicCancelAsync(_consumerTag, noWait: false, CancellationToken.None).ConfigureAwait(false);
+            // Each lane's cancel-ok follows that consumer's deliveries; the last one tells SuspectIsolation (OnCancelOk).
+            foreach (var consumer in _consumers)
+            {
+                if (consumer.Active && !consumer.CancelledByBroker)
+                    await channel.BasicCancelAsync(consumer.Tag, noWait: false, CancellationToken.None).ConfigureAwait(false);
+            }
         }
         catch (Exception ex)
         {
@@ -258,11 +275,21 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         return Task.CompletedTask;
     }
 
-    private void OnCancelledByBroker()
+    /// <summary>Every lane's consumer is cancelled: each delivery sent before has been admitted (one dispatcher, in order).</summary>
+    private void OnCancelOk()
+    {
+        var consumers = _consumers;
+        if (consumers.Count > 0 && consumers.All(c => !c.Active || c.CancelledByBroker))
+            _isolation.Paused();
+    }
+
+    private string TagOf(LaneQueue lane) => lane.Lane.Length == 0 ? _consumerTag : _consumerTag + "/" + lane.Lane;
+
+    private void OnCancelledByBroker(LaneQueue lane)
     {
         if (_stopping)
             return;
-        Log.ConsumerCancelledByBroker(_logger, _options.JobsQueue);
+        Log.ConsumerCancelledByBroker(_logger, lane.Queue);
         Wake();
     }
 
@@ -286,7 +313,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     /// Runs in the client's consumer callback: copies the delivery (the client reuses its buffer afterwards) and starts the
     /// job on the thread pool, then returns at once so the client's dispatcher and frame loop never wait for a job.
     /// </summary>
-    private void OnDelivered(IChannel channel, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
+    private void OnDelivered(IChannel channel, LaneQueue lane, ulong deliveryTag, bool redelivered, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
     {
         Interlocked.Increment(ref _inFlight);
         IncomingJob job;
@@ -294,7 +321,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         BasicProperties? copy = null;
         try
         {
-            job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow());
+            job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow()) with { Lane = lane.Lane, LaneRank = lane.Rank };
             // Decided here, in delivery order, before the next delivery is seen (the pause depends on that order).
             admission = _isolation.Admit(job.PriorDeliveries);
             if (admission.Ticket.Action is DeliveryAction.Requeue or DeliveryAction.Park)
@@ -569,15 +596,19 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
 
     private async Task CancelConsumerAsync(CancellationToken cancellationToken)
     {
-        if (_channel is not { IsOpen: true } channel || _consumer is not { CancelledByBroker: false, Active: true })
+        if (_channel is not { IsOpen: true } channel)
             return;
-        try
+        foreach (var consumer in _consumers)
         {
-            await channel.BasicCancelAsync(_consumerTag, noWait: false, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Log.CancelFailed(_logger, ResiliencePipelines.Describe(ex));
+            if (consumer.CancelledByBroker || !consumer.Active) continue;
+            try
+            {
+                await channel.BasicCancelAsync(consumer.Tag, noWait: false, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.CancelFailed(_logger, ResiliencePipelines.Describe(ex));
+            }
         }
     }
 
@@ -612,10 +643,13 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     }
 
     /// <summary>Hands deliveries to the service; remembers a cancel sent by the broker (queue deleted), which needs a new subscription.</summary>
-    private sealed class JobConsumer(IChannel channel, JobConsumerService owner) : AsyncDefaultBasicConsumer(channel)
+    private sealed class JobConsumer(IChannel channel, JobConsumerService owner, LaneQueue lane, string tag) : AsyncDefaultBasicConsumer(channel)
     {
         private volatile bool _cancelledByBroker;
         private volatile bool _cancelled;
+
+        /// <summary>Our own tag (not the broker's): it stays the same across automatic recovery, so the stop can always cancel it.</summary>
+        public string Tag { get; } = tag;
 
         public bool CancelledByBroker => _cancelledByBroker;
 
@@ -630,13 +664,13 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             _cancelled = true;
             await base.HandleBasicCancelOkAsync(consumerTag, cancellationToken).ConfigureAwait(false);
-            owner._isolation.Paused();
+            owner.OnCancelOk();
         }
 
         public override Task HandleBasicDeliverAsync(string consumerTag, ulong deliveryTag, bool redelivered, string exchange,
             string routingKey, IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
         {
-            owner.OnDelivered(Channel, deliveryTag, redelivered, properties, body);
+            owner.OnDelivered(Channel, lane, deliveryTag, redelivered, properties, body);
             return Task.CompletedTask;
         }
 
@@ -644,7 +678,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             _cancelledByBroker = true;
             await base.HandleBasicCancelAsync(consumerTag, cancellationToken).ConfigureAwait(false);
-            owner.OnCancelledByBroker();
+            owner.OnCancelledByBroker(lane);
         }
     }
 

@@ -39,7 +39,8 @@ public sealed class JobParking(ResultPublisher publisher, RabbitMqOptions option
         ArgumentNullException.ThrowIfNull(job);
         try
         {
-            await publisher.PublishMessageAsync(options.JobsQueue, DeadLetters.RequeueProperties(original, job.PriorDeliveries), job.Body,
+            // Back to its own lane's queue (the jobs queue itself without lanes).
+            await publisher.PublishMessageAsync(RabbitMqOptions.LaneQueueName(options.JobsQueue, job.Lane), DeadLetters.RequeueProperties(original, job.PriorDeliveries), job.Body,
                 job.MessageId ?? "(no message_id)", cancellationToken).ConfigureAwait(false);
             return true;
         }

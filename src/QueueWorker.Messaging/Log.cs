@@ -146,4 +146,20 @@ internal static partial class Log
 
     [LoggerMessage(2069, LogLevel.Debug, "Isolated job {MessageId} settled: consumption resumed")]
     public static partial void ConsumptionResumed(ILogger logger, string? messageId);
+
+    // Control messages and lanes 2080–2099
+    [LoggerMessage(2080, LogLevel.Information, "Listening for control messages on exchange '{Exchange}' (queue {Queue})")]
+    public static partial void ControlSubscribed(ILogger logger, string exchange, string queue);
+
+    [LoggerMessage(2081, LogLevel.Warning, "Subscribing to the control exchange '{Exchange}' failed ({Reason}); retrying in 5 s (cancel messages are not heard meanwhile)")]
+    public static partial void ControlSubscribeFailed(ILogger logger, string exchange, string reason);
+
+    [LoggerMessage(2082, LogLevel.Warning, "Ignored a control message: {Reason}")]
+    public static partial void ControlMessageInvalid(ILogger logger, string reason);
+
+    [LoggerMessage(2083, LogLevel.Information, "Cancel received: {JobIds} job id(s), batch '{BatchId}'; {Stopped} job(s) held here stopped, later arrivals answered cancelled")]
+    public static partial void CancelReceived(ILogger logger, int jobIds, string batchId, int stopped);
+
+    [LoggerMessage(2084, LogLevel.Error, "Handling a control message failed")]
+    public static partial void ControlHandlerFailed(ILogger logger, Exception exception);
 }

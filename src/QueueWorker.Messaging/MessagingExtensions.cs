@@ -49,6 +49,8 @@ public static class MessagingExtensions
         services.TryAddSingleton<ResultPublisher>();
         services.TryAddSingleton<JobConsumerService>();
         services.AddHostedService(sp => sp.GetRequiredService<JobConsumerService>());
+        services.TryAddSingleton<IControlHandler, NullControlHandler>();
+        services.AddHostedService<ControlConsumerService>();
         services.TryAddSingleton<IBrokerStatus>(sp => sp.GetRequiredService<JobConsumerService>());
         return options;
     }

@@ -75,5 +75,39 @@ public sealed class RabbitMqOptions
     /// <summary>Where answered dead letters and poison jobs are kept for replay: <c>{JobsQueue}.parked</c>, a durable quorum queue.</summary>
     public string EffectiveParkedQueue => JobsQueue + ".parked";
 
+    /// <summary>
+    /// Priority lanes, highest first, e.g. <c>["interactive","batch"]</c>: each is its own quorum queue
+    /// <c>{JobsQueue}.{lane}</c> with its own dead-letter queue <c>{JobsQueue}.{lane}.dlq</c>. The worker consumes every lane
+    /// (each with its own prefetch window of <see cref="Prefetch"/>) and gives a free slot to a job of the highest lane
+    /// it holds. Empty (the default): one lane, the queue <see cref="JobsQueue"/> itself, as before lanes existed.
+    /// </summary>
+    public IList<string> Lanes { get; init; } = [];
+
+    /// <summary>The fanout exchange of control messages (cancel); every worker binds its own exclusive queue to it.</summary>
+    [Required, MinLength(1)]
+    public string ControlExchange { get; set; } = "llm.control";
+
+    /// <summary>How long a worker remembers cancelled job ids and batch ids, to answer matching jobs that arrive later.</summary>
+    [ConfigRange(1, 7 * 24 * 60)]
+    public int CancelMemoryMinutes { get; set; } = 60;
+
+    /// <summary>
+    /// Jobs a lane's queue may hold (<c>x-max-length</c> with <c>x-overflow: reject-publish</c>): producers' publishes are
+    /// nacked beyond it (qw backs off and retries). 0 (the default) = no limit.
+    /// </summary>
+    [ConfigRange(0, 100_000_000)]
+    public int MaxQueuedJobs { get; set; }
+
+    /// <summary>The queues the worker consumes, highest lane first, each with its dead-letter queue.</summary>
+    public IReadOnlyList<LaneQueue> LaneQueues => Lanes.Count == 0
+        ? [new LaneQueue("", JobsQueue, EffectiveDeadLetterQueue, 0)]
+        : [.. Lanes.Select((lane, rank) => new LaneQueue(lane, LaneQueueName(JobsQueue, lane), LaneQueueName(JobsQueue, lane) + ".dlq", rank))];
+
+    /// <summary>The queue of <paramref name="lane"/>: <c>{jobsQueue}.{lane}</c>; empty lane = <paramref name="jobsQueue"/> itself.</summary>
+    public static string LaneQueueName(string jobsQueue, string? lane) => string.IsNullOrEmpty(lane) ? jobsQueue : jobsQueue + "." + lane;
+
     public string EffectiveDeadLetterQueue => string.IsNullOrWhiteSpace(DeadLetterQueue) ? JobsQueue + ".dlq" : DeadLetterQueue;
 }
+
+/// <summary>One priority lane: its name (empty for the single default lane), queue, dead-letter queue and rank (0 = highest).</summary>
+public sealed record LaneQueue(string Lane, string Queue, string DeadLetterQueue, int Rank);

@@ -34,6 +34,20 @@ public sealed class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
                 if (!string.IsNullOrWhiteSpace(queues[i].Value) && string.Equals(queues[i].Value, queues[j].Value, StringComparison.Ordinal))
                     errors.Add($"{queues[j].Key} '{queues[j].Value}' must differ from {queues[i].Key}.");
 
+        var lanes = options.Lanes ?? [];
+        if (lanes.Count > 10)
+            errors.Add($"RabbitMq:Lanes has {lanes.Count} lanes; at most 10 (each is a queue and a consumer).");
+        for (var i = 0; i < lanes.Count; i++)
+        {
+            var lane = lanes[i];
+            if (string.IsNullOrWhiteSpace(lane) || !lane.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+                errors.Add($"RabbitMq:Lanes:{i} '{lane}' must be a non-empty name of ASCII letters, digits, '-' and '_' (it becomes part of a queue name).");
+            else if (lanes.Take(i).Contains(lane, StringComparer.Ordinal))
+                errors.Add($"RabbitMq:Lanes:{i} '{lane}' is given twice.");
+        }
+        if (options.ControlExchange is { Length: > 0 } control && control.StartsWith("amq.", StringComparison.Ordinal))
+            errors.Add($"RabbitMq:ControlExchange '{control}' starts with 'amq.', a prefix the broker reserves for itself.");
+
         if (!ReplyToPolicy.TryCompile(options.ReplyToPattern, out _, out var patternError))
             errors.Add(patternError);
 

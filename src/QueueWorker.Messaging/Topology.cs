@@ -17,21 +17,30 @@ public static class Topology
     /// <summary>The script that parks an existing queue's messages and moves them into the queue the worker declares anew.</summary>
     public const string MigrationScript = "ops/rabbitmq/migrate-to-quorum.sh";
 
+    /// <summary>The jobs queue (the first lane's queue).</summary>
+    public static Dictionary<string, object?> JobsQueueArguments(RabbitMqOptions options) => LaneQueueArguments(options, options.LaneQueues[0]);
+
     /// <summary>
-    /// Jobs queue: quorum, delivery limit, dead letters to the DLQ. <c>at-least-once</c> dead-lettering keeps a poison job
-    /// in the jobs queue until the DLQ has confirmed it (the default, at-most-once, can drop it when a node is lost); the
-    /// broker accepts that strategy only with <c>x-overflow: reject-publish</c>, so a jobs queue that reaches a length limit
-    /// (one an operator sets by policy: the worker sets none) refuses new publishes (a nack) instead of dropping old jobs.
+    /// A lane's queue: quorum, delivery limit, dead letters to the lane's DLQ. <c>at-least-once</c> dead-lettering keeps a
+    /// poison job in the queue until the DLQ has confirmed it (the default, at-most-once, can drop it when a node is lost);
+    /// the broker accepts that strategy only with <c>x-overflow: reject-publish</c>, so a queue that reaches its length
+    /// limit (<c>RabbitMq:MaxQueuedJobs</c>, or one an operator sets by policy) refuses new publishes (a nack: qw backs off
+    /// and retries) instead of dropping old jobs.
     /// </summary>
-    public static Dictionary<string, object?> JobsQueueArguments(RabbitMqOptions options) => new()
+    public static Dictionary<string, object?> LaneQueueArguments(RabbitMqOptions options, LaneQueue lane)
     {
-        ["x-queue-type"] = "quorum",
-        ["x-delivery-limit"] = options.DeliveryLimit,
-        ["x-dead-letter-exchange"] = "",
-        ["x-dead-letter-routing-key"] = options.EffectiveDeadLetterQueue,
-        ["x-dead-letter-strategy"] = "at-least-once",
-        ["x-overflow"] = "reject-publish",
-    };
+        var args = new Dictionary<string, object?>
+        {
+            ["x-queue-type"] = "quorum",
+            ["x-delivery-limit"] = options.DeliveryLimit,
+            ["x-dead-letter-exchange"] = "",
+            ["x-dead-letter-routing-key"] = lane.DeadLetterQueue,
+            ["x-dead-letter-strategy"] = "at-least-once",
+            ["x-overflow"] = "reject-publish",
+        };
+        if (options.MaxQueuedJobs > 0) args["x-max-length"] = options.MaxQueuedJobs;
+        return args;
+    }
 
     /// <summary>Results, dead-letter and parked queues: quorum, nothing else.</summary>
     public static Dictionary<string, object?> QuorumQueueArguments() => new() { ["x-queue-type"] = "quorum" };
@@ -42,14 +51,22 @@ public static class Topology
     /// <summary>Declares the queues (the parked one only with <c>RabbitMq:AnswerDeadLetters</c>), each on its own short-lived channel (a failed declare closes its channel).</summary>
     public static async Task DeclareAsync(IConnection connection, RabbitMqOptions options, CancellationToken cancellationToken)
     {
-        // Dead-letter queue first: the jobs queue routes to it.
         var plain = QuorumQueueArguments();
-        await DeclareQueueAsync(connection, options.EffectiveDeadLetterQueue, plain, cancellationToken).ConfigureAwait(false);
         await DeclareQueueAsync(connection, options.ResultsQueue, plain, cancellationToken).ConfigureAwait(false);
         if (options.AnswerDeadLetters)
             await DeclareQueueAsync(connection, options.EffectiveParkedQueue, ParkedQueueArguments, cancellationToken).ConfigureAwait(false);
-        await DeclareQueueAsync(connection, options.JobsQueue, JobsQueueArguments(options), cancellationToken).ConfigureAwait(false);
+        foreach (var lane in options.LaneQueues)
+        {
+            // Dead-letter queue first: the lane's queue routes to it.
+            await DeclareQueueAsync(connection, lane.DeadLetterQueue, plain, cancellationToken).ConfigureAwait(false);
+            await DeclareQueueAsync(connection, lane.Queue, LaneQueueArguments(options, lane), cancellationToken).ConfigureAwait(false);
+        }
     }
+
+    /// <summary>The control fanout exchange (durable: it outlives workers, so a producer can always publish a cancel).</summary>
+    public static async Task DeclareControlExchangeAsync(IChannel channel, RabbitMqOptions options, CancellationToken cancellationToken) =>
+        await channel.ExchangeDeclareAsync(options.ControlExchange, ExchangeType.Fanout, durable: true, autoDelete: false,
+            cancellationToken: cancellationToken).ConfigureAwait(false);
 
     private static async Task DeclareQueueAsync(IConnection connection, string queue, IDictionary<string, object?> arguments,
         CancellationToken cancellationToken)

@@ -31,6 +31,9 @@ public sealed record JobInput
 
     /// <summary>Earlier deliveries of the same job (0 on the first); logged and traced.</summary>
     public long DeliveryCount { get; init; }
+
+    /// <summary>The rank of the lane the job came in on, 0 = highest: the engine admits lower ranks first.</summary>
+    public int LaneRank { get; init; }
 }
 
 /// <summary>A body size limit and the configuration key it comes from, so the error tells the operator what to change.</summary>

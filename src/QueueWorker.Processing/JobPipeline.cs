@@ -21,7 +21,9 @@ public enum JobStage
 /// <param name="PublishedAt">When the producer published it, if known.</param>
 /// <param name="Expiration">Its time to live from <paramref name="PublishedAt"/> (else from receipt), if any.</param>
 /// <param name="DeliveryCount">Earlier deliveries of the same job.</param>
-public readonly record struct JobArrival(DateTimeOffset ReceivedAt, DateTimeOffset? PublishedAt = null, TimeSpan? Expiration = null, long DeliveryCount = 0)
+/// <param name="LaneRank">The transport lane's rank, 0 = highest (see <c>RabbitMq:Lanes</c>): the engine admits lower ranks first.</param>
+public readonly record struct JobArrival(DateTimeOffset ReceivedAt, DateTimeOffset? PublishedAt = null, TimeSpan? Expiration = null, long DeliveryCount = 0,
+    int LaneRank = 0)
 {
     /// <summary>
     /// A job submitted inside this process (<c>qw --local</c>): there is no queue, so publish and receipt are the same
@@ -48,6 +50,7 @@ public sealed class JobPipeline
     private readonly JobLimits _limits;
     private readonly TimeSpan _maxJob;
     private readonly string? _servedModel;
+    private readonly JobCancellations _cancellations;
 
     /// <summary>Called as each stage begins; tests throw from it to prove no stage can leave a job without a result.</summary>
     internal Action<JobStage>? StageHook { get; set; }
@@ -57,10 +60,12 @@ public sealed class JobPipeline
     /// <c>Model:Name</c>: when set, a job naming another <c>model</c> is refused with <c>model_mismatch</c>; null or empty
     /// leaves a job's <c>model</c> informational.
     /// </param>
+    /// <param name="cancellations">What control messages cancelled; null: nothing is ever cancelled (e.g. <c>qw --local</c>).</param>
     public JobPipeline(IInferenceEngine engine, InferenceOptions options, WorkerIdentity identity, IJobObserver observer, TimeProvider time, ILogger<JobPipeline> logger,
-        string? servedModel = null)
+        string? servedModel = null, JobCancellations? cancellations = null)
     {
         _servedModel = string.IsNullOrEmpty(servedModel) ? null : servedModel;
+        _cancellations = cancellations ?? new JobCancellations(time, TimeSpan.FromMinutes(1), 1);
         _engine = engine;
         _identity = identity;
         _observer = observer;
@@ -74,7 +79,7 @@ public sealed class JobPipeline
     public Task<JobResult> RunAsync(JobInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return ProcessAsync(input, null, new JobArrival(input.ReceivedAt, input.PublishedAt, input.Expiration, input.DeliveryCount), cancellationToken);
+        return ProcessAsync(input, null, new JobArrival(input.ReceivedAt, input.PublishedAt, input.Expiration, input.DeliveryCount, input.LaneRank), cancellationToken);
     }
 
     /// <summary>A job validated already (<c>qw --local</c> parses its input itself): the envelope and parse stages are skipped.</summary>
@@ -115,6 +120,10 @@ public sealed class JobPipeline
                     $"The job asks for model \"{asked}\", but this worker serves \"{served}\" (Model:Name): send it to that model's queue.", "model"),
                     metadata, started, arrival.DeliveryCount);
 
+            // A control message cancelled it while it was queued: answered now, never started.
+            if (_cancellations.IsCancelled(id, job.BatchId))
+                return Cancelled(id, job.BatchId, "before it started", metadata, started, arrival.DeliveryCount);
+
             // 2. Deadline: one rule for every caller; a job already too late is not started.
             StageHook?.Invoke(JobStage.Deadline);
             var deadline = JobDeadline.For(job, arrival.PublishedAt, arrival.Expiration, arrival.ReceivedAt, _maxJob);
@@ -130,9 +139,17 @@ public sealed class JobPipeline
             GenerationResult generated;
             using (var inference = JobTelemetry.Source.StartActivity(JobTelemetry.InferenceActivity))
             {
+                using var tracked = _cancellations.Track(id, job.BatchId);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, tracked.Token);
                 try
                 {
-                    generated = await _engine.GenerateAsync(JobMapping.ToGeneration(id, job, deadline.At), cancellationToken).ConfigureAwait(false);
+                    generated = await _engine.GenerateAsync(JobMapping.ToGeneration(id, job, deadline.At, arrival.LaneRank), linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (tracked.IsCancelled && !cancellationToken.IsCancellationRequested)
+                {
+                    // Cancelled by a control message (not an interruption): answered, not requeued.
+                    inference?.SetStatus(ActivityStatusCode.Error, ErrorCodes.Cancelled);
+                    return Cancelled(id, job.BatchId, "in the engine", metadata, started, arrival.DeliveryCount);
                 }
                 catch (InferenceException ex)
                 {
@@ -227,6 +244,15 @@ public sealed class JobPipeline
         Log.JobFailed(_logger, id, error.Code, error.Message, deliveryCount);
         return JobResult.Failed(id, error, _identity.Describe(_engine.Info), metadata,
             new Timings { TotalMs = JobMapping.Round(_time.GetElapsedTime(started).TotalMilliseconds) });
+    }
+
+    /// <summary>One <c>failed</c> result with <c>finish_reason: cancelled</c> and error code <c>cancelled</c>.</summary>
+    private JobResult Cancelled(string id, string? batchId, string where, JsonElement? metadata, long started, long deliveryCount)
+    {
+        var by = batchId is not null && !_cancellations.IsCancelled(id, null) ? $"its batch {batchId}" : "its id";
+        Log.JobCancelled(_logger, id, by, where);
+        var failed = Fail(id, new JobError(ErrorCodes.Cancelled, $"The job was cancelled {where} by a control message naming {by}."), metadata, started, deliveryCount);
+        return failed with { FinishReason = FinishReasons.Cancelled };
     }
 
     /// <summary>

@@ -16,4 +16,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 3004, Level = LogLevel.Error, Message = "Job {JobId} failed on an unexpected {ExceptionType} (delivery {DeliveryCount}); answered internal_error")]
     public static partial void JobFaulted(ILogger logger, string jobId, string exceptionType, long deliveryCount, Exception exception);
+
+    [LoggerMessage(EventId = 3030, Level = LogLevel.Information, Message = "Job {JobId} cancelled by a control message naming {By} ({Where}); answered cancelled")]
+    public static partial void JobCancelled(ILogger logger, string jobId, string by, string where);
 }

@@ -22,6 +22,8 @@ public static class ProcessingHostingExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp => WorkerIdentity.ForWorker(sp.GetRequiredService<IConfiguration>()));
         services.TryAddSingleton<IJobObserver>(NullJobObserver.Instance);
+        // Hosts that hear cancel messages register their own with the memory they configure.
+        services.TryAddSingleton(sp => new JobCancellations(sp.GetRequiredService<TimeProvider>(), TimeSpan.FromMinutes(60)));
         services.TryAddSingleton(sp => new JobPipeline(
             sp.GetRequiredService<IInferenceEngine>(),
             sp.GetRequiredService<IOptions<InferenceOptions>>().Value,
@@ -29,7 +31,7 @@ public static class ProcessingHostingExtensions
             sp.GetRequiredService<IJobObserver>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<JobPipeline>>(),
-            sp.GetService<IOptions<ModelOptions>>()?.Value.Name));
+            sp.GetService<IOptions<ModelOptions>>()?.Value.Name, sp.GetRequiredService<JobCancellations>()));
         return builder;
     }
 }

@@ -29,13 +29,21 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
     private readonly Lock _gate = new();
     private Task<BrokerSession>? _session;
 
-    private string QueueRefusingStatus => $"{options.JobsQueue} refuses publishes (full, or no quorum); retrying every second";
 
     private string QueueMissingStatus => $"{options.JobsQueue} does not exist; waiting for a worker to declare it";
 
     public string Description => $"{options.JobsQueue} on {SecretMasker.MaskUri(options.Uri)}";
 
     public RunnerCounters Counters { get; } = new();
+
+    /// <summary>
+    /// How long one job may keep being refused (the queue is full: <c>x-max-length</c> with <c>reject-publish</c>) before
+    /// <see cref="RunAsync"/> gives up with <see cref="ExitCodes.QueueFull"/>; null: back off and retry for ever (batches).
+    /// </summary>
+    public TimeSpan? QueueFullTimeout { get; set; }
+
+    /// <summary>Longest pause between publishes of a refused job.</summary>
+    internal static readonly TimeSpan MaxFullBackoff = TimeSpan.FromSeconds(5);
 
     /// <summary>Consumers of the jobs queue when qw connected (0: no worker is running).</summary>
     public uint ConsumerCount { get; private set; }
@@ -95,7 +103,9 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         try
         {
             await session.PublishAsync(options.JobsQueue, properties, submission.Body, cancellationToken);
-            if (Counters.Status == QueueMissingStatus || Counters.Status == QueueRefusingStatus) Counters.Status = null;
+            if (Counters.Status == QueueMissingStatus || pending.RefusedSince is not null) Counters.Status = null;
+            pending.RefusedSince = null;
+            pending.Refusals = 0;
             return true;
         }
         catch (PublishException ex) when (ex.IsReturn)
@@ -108,11 +118,20 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
         }
         catch (PublishException)
         {
-            // A nack: the broker could not take the message right now. The jobs queue refuses publishes when it is full
-            // (x-overflow reject-publish, past a length limit an operator set) or has lost its quorum: say so, try again shortly.
-            Counters.Status = QueueRefusingStatus;
-            LogPublishNacked(submission.Id, options.JobsQueue);
-            await Task.Delay(TimeSpan.FromSeconds(1), time, cancellationToken);
+            // A nack: the broker could not take the message right now, most often a full queue (RabbitMq:MaxQueuedJobs,
+            // x-overflow reject-publish) or, on a cluster, a queue that has lost its quorum.
+            // Back off (doubling, up to MaxFullBackoff) and try again, within QueueFullTimeout when set.
+            pending.RefusedSince ??= time.GetTimestamp();
+            var refusedFor = time.GetElapsedTime(pending.RefusedSince.Value);
+            if (QueueFullTimeout is { } limit && refusedFor >= limit)
+                throw new CliException(
+                    $"the broker kept refusing job {submission.Id} for {refusedFor.TotalSeconds:F0} s: the jobs queue {options.JobsQueue} is full " +
+                    "(its x-max-length, RabbitMq:MaxQueuedJobs, is reached) or has lost its quorum. Try again later, or raise --full-timeout.", ExitCodes.QueueFull);
+            var delay = FullBackoff(pending.Refusals++);
+            Counters.Status = $"{options.JobsQueue} refuses new jobs (full, or no quorum); retrying in {delay.TotalSeconds:F1} s";
+            LogPublishNacked(submission.Id);
+            if (QueueFullTimeout is { } max && refusedFor + delay > max) delay = max - refusedFor;
+            await Task.Delay(delay, time, cancellationToken);
             return false;
         }
         catch (OperationCanceledException) when (session.IsLost && !cancellationToken.IsCancellationRequested)
@@ -126,6 +145,10 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
             return false;
         }
     }
+
+    /// <summary>0.25 s, 0.5 s, 1 s, … up to <see cref="MaxFullBackoff"/>.</summary>
+    internal static TimeSpan FullBackoff(int refusals) =>
+        TimeSpan.FromMilliseconds(Math.Min(MaxFullBackoff.TotalMilliseconds, 250 * Math.Pow(2, Math.Min(refusals, 16))));
 
     private static bool IsConnectionFault(Exception ex) =>
         ex is AlreadyClosedException or OperationInterruptedException or IOException or ObjectDisposedException;
@@ -276,6 +299,9 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
     {
         public string JobId { get; } = jobId;
         public string CorrelationId { get; } = correlationId;
+        /// <summary>When the broker first refused the job in the current run of refusals (a timestamp), else null.</summary>
+        public long? RefusedSince { get; set; }
+        public int Refusals { get; set; }
         // Completed from the consumer's dispatch loop: never run the awaiting job's code there.
         public TaskCompletionSource<JobResult> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -301,6 +327,6 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
     [LoggerMessage(EventId = 5007, Level = LogLevel.Warning, Message = "The jobs queue {Queue} does not exist (publish returned); waiting for a worker to declare it")]
     private partial void LogQueueMissing(string queue);
 
-    [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "The broker refused job {JobId} (nack): the jobs queue {Queue} is full (a length limit with overflow reject-publish) or has no quorum; publishing it again in 1 s")]
-    private partial void LogPublishNacked(string jobId, string queue);
+    [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "The broker refused job {JobId} (nack: the queue is full or has no quorum); publishing it again after a pause")]
+    private partial void LogPublishNacked(string jobId);
 }

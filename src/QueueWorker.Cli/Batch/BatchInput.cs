@@ -41,7 +41,8 @@ internal static class BatchInputParser
     public const string ChatCompletionsUrl = "/v1/chat/completions";
     public const string EmbeddingsUrl = "/v1/embeddings";
 
-    public static BatchLine Parse(ReadOnlySpan<byte> line, long lineNumber, JobLimits limits, int maxJobBytes)
+    /// <param name="batchId">Set as every job's <c>batch_id</c> (replacing the line's own), so the batch can be cancelled as one.</param>
+    public static BatchLine Parse(ReadOnlySpan<byte> line, long lineNumber, JobLimits limits, int maxJobBytes, string? batchId = null)
     {
         if (lineNumber == 1 && line.StartsWith("\uFEFF"u8)) line = line[3..];
         if (!Utf8.IsValid(line))
@@ -66,10 +67,10 @@ internal static class BatchInputParser
             return Error(lineNumber, null, ErrorCodes.NotAnObject, $"a line must be a JSON object, got {Describe(root)}.");
 
         var isOpenAi = obj.ContainsKey("custom_id") || obj.ContainsKey("body") || obj.ContainsKey("url") || obj.ContainsKey("method");
-        return isOpenAi ? ParseOpenAi(obj, lineNumber, limits, maxJobBytes) : ParseBare(obj, lineNumber, limits, maxJobBytes);
+        return isOpenAi ? ParseOpenAi(obj, lineNumber, limits, maxJobBytes, batchId) : ParseBare(obj, lineNumber, limits, maxJobBytes, batchId);
     }
 
-    private static BatchLine ParseOpenAi(JsonObject line, long lineNumber, JobLimits limits, int maxJobBytes)
+    private static BatchLine ParseOpenAi(JsonObject line, long lineNumber, JobLimits limits, int maxJobBytes, string? batchId)
     {
         var customIdNode = line["custom_id"];
         if (customIdNode is not JsonValue v || v.GetValueKind() != JsonValueKind.String)
@@ -111,10 +112,10 @@ internal static class BatchInputParser
             return Error(lineNumber, customId, ErrorCodes.InvalidField, "\"body.id\" must be absent or equal to \"custom_id\" (custom_id is the job id).", "body.id");
         body = (JsonObject)body.DeepClone();
         body["id"] = customId;
-        return Build(body, lineNumber, customId, kind, "body.", limits, maxJobBytes);
+        return Build(body, lineNumber, customId, kind, "body.", limits, maxJobBytes, batchId);
     }
 
-    private static BatchLine ParseBare(JsonObject body, long lineNumber, JobLimits limits, int maxJobBytes)
+    private static BatchLine ParseBare(JsonObject body, long lineNumber, JobLimits limits, int maxJobBytes, string? batchId)
     {
         var idNode = body["id"];
         string customId;
@@ -139,11 +140,13 @@ internal static class BatchInputParser
         var kind = body.ContainsKey("input") || (body["kind"] is JsonValue k && k.GetValueKind() == JsonValueKind.String && k.GetValue<string>() == "embedding")
             ? RequestKind.Embedding
             : body.ContainsKey("messages") ? RequestKind.Chat : RequestKind.Completion;
-        return Build(body, lineNumber, customId, kind, "", limits, maxJobBytes);
+        return Build(body, lineNumber, customId, kind, "", limits, maxJobBytes, batchId);
     }
 
-    private static BatchLine Build(JsonObject body, long lineNumber, string customId, RequestKind kind, string paramPrefix, JobLimits limits, int maxJobBytes)
+    private static BatchLine Build(JsonObject body, long lineNumber, string customId, RequestKind kind, string paramPrefix, JobLimits limits, int maxJobBytes,
+        string? batchId)
     {
+        if (batchId is not null) body["batch_id"] = batchId;
         var built = JobBuilder.Build(body, limits, maxJobBytes);
         if (built.Error is { } e)
             return Error(lineNumber, customId, e.Code, (paramPrefix.Length > 0 ? "body: " : "") + e.Message, e.Field is null ? null : paramPrefix + e.Field);

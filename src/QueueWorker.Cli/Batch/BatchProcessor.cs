@@ -6,7 +6,8 @@ using QueueWorker.Contracts;
 namespace QueueWorker.Cli.Batch;
 
 /// <summary>What <see cref="BatchProcessor"/> needs to know; the command fills it from flags and configuration.</summary>
-internal sealed record BatchOptions(string InputPath, string OutputPath, int MaxInFlight, JobLimits Limits, int MaxJobBytes);
+/// <param name="BatchId">Every job's <c>batch_id</c>; null leaves the lines' own.</param>
+internal sealed record BatchOptions(string InputPath, string OutputPath, int MaxInFlight, JobLimits Limits, int MaxJobBytes, string? BatchId = null);
 
 internal enum BatchOutcome
 {
@@ -14,6 +15,8 @@ internal enum BatchOutcome
     Finished,
     /// <summary>Stopped by cancellation; what was written is kept, and the next run resumes.</summary>
     Interrupted,
+    /// <summary>A control message cancelled the batch (<c>qw cancel</c>): cancelled jobs are not written, so a new run resumes them.</summary>
+    Cancelled,
 }
 
 /// <summary>
@@ -26,6 +29,7 @@ internal sealed class BatchProcessor(IJobRunner runner, BatchOptions options, Ti
 {
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private FileStream? _output;
+    private volatile bool _cancelledByControl;
 
     public BatchStats Stats { get; } = new(time);
 
@@ -99,6 +103,7 @@ internal sealed class BatchProcessor(IJobRunner runner, BatchOptions options, Ti
         }
 
         if (cancellationToken.IsCancellationRequested) return BatchOutcome.Interrupted;
+        if (_cancelledByControl) return BatchOutcome.Cancelled;
         if (readFault is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(readFault);
         return BatchOutcome.Finished;
     }
@@ -116,7 +121,7 @@ internal sealed class BatchProcessor(IJobRunner runner, BatchOptions options, Ti
             BatchLine line;
             if (raw.TooLong) line = BatchInputParser.TooLong(lineNumber, raw.Length, options.MaxJobBytes);
             else if (Utf8LineReader.IsBlank(raw.Bytes.Span)) continue;
-            else line = BatchInputParser.Parse(raw.Bytes.Span, lineNumber, options.Limits, options.MaxJobBytes);
+            else line = BatchInputParser.Parse(raw.Bytes.Span, lineNumber, options.Limits, options.MaxJobBytes, options.BatchId);
 
             if (line.CustomId is { } customId && !seen.Add(IdKey.Of(customId)))
                 line = BatchInputParser.Duplicate(lineNumber, customId);
@@ -149,6 +154,14 @@ internal sealed class BatchProcessor(IJobRunner runner, BatchOptions options, Ti
                 var started = time.GetTimestamp();
                 var result = await runner.RunAsync(request.Submission, failed.Token);
                 var latency = time.GetElapsedTime(started);
+                if (result.Error?.Code == ErrorCodes.Cancelled)
+                {
+                    // Cancelled by a control message: not an answer to write (a resumed run must do it), and the rest of the
+                    // batch is cancelled too, so stop.
+                    _cancelledByControl = true;
+                    await failed.CancelAsync();
+                    return;
+                }
                 await WriteAsync(OpenAiBatchMapper.FromResult(request, result, time.GetUtcNow()));
                 Stats.AddResult(result, latency);
             }

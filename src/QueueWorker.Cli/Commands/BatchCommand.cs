@@ -29,6 +29,10 @@ internal sealed class BatchCommand(CliConsole console, TimeProvider time) : Asyn
         [DefaultValue(16)]
         public int MaxInFlight { get; set; } = 16;
 
+        [CommandOption("--batch-id <ID>")]
+        [Description("The batch id set on every job (qw cancel BATCH_ID cancels them). Default: a new one per run, so a resumed run is not cancelled with the old one.")]
+        public string? BatchId { get; set; }
+
         [CommandOption("--progress-interval <SECONDS>")]
         [Description("Seconds between progress lines when output is not a terminal.")]
         [DefaultValue(5.0)]
@@ -51,12 +55,18 @@ internal sealed class BatchCommand(CliConsole console, TimeProvider time) : Asyn
         var configuration = CliConfiguration.Build(settings.Set, settings.Uri);
         var rabbit = CliConfiguration.RabbitMq(configuration, needsBroker: !settings.Local);
         var limits = CliConfiguration.Limits(configuration);
+        CliConfiguration.ApplyLane(rabbit, settings.Lane, settings.Local, lowest: true);
+        var batchId = settings.BatchId ?? $"batch-{time.GetUtcNow():yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
+        if (batchId.Length == 0 || batchId.Length > limits.MaxIdLength || batchId.Any(char.IsControl))
+            throw new CliException($"--batch-id must be 1 to {limits.MaxIdLength} characters without control characters.");
 
         var level = settings.Verbose ? LogLevel.Debug : LogLevel.Warning;
         using var logs = new CliLoggerProvider(console, level);
         await using var runner = await RunnerFactory.StartAsync(settings.Local, "batch", configuration, rabbit, console, logs, level, time, cancellationToken);
 
-        var processor = new BatchProcessor(runner, new BatchOptions(settings.Input, settings.Out, settings.MaxInFlight, limits, rabbit.MaxJobBytes), time);
+        if (!settings.Local)
+            console.Message($"batch id {batchId} (qw cancel {batchId} cancels what is left; Ctrl-C does too)");
+        var processor = new BatchProcessor(runner, new BatchOptions(settings.Input, settings.Out, settings.MaxInFlight, limits, rabbit.MaxJobBytes, batchId), time);
         var outcome = await BatchProgress.TrackAsync(console, logs, processor.Stats, runner.Counters,
             TimeSpan.FromSeconds(settings.ProgressInterval), time, () => processor.RunAsync(cancellationToken));
 
@@ -66,9 +76,34 @@ internal sealed class BatchCommand(CliConsole console, TimeProvider time) : Asyn
 
         if (outcome == BatchOutcome.Interrupted)
         {
+            if (!settings.Local) await CancelLeftoversAsync(rabbit, batchId);
             console.Message($"interrupted: {processor.Stats.Written} lines written this run. Run the same command again to resume.");
             return ExitCodes.Interrupted;
         }
+        if (outcome == BatchOutcome.Cancelled)
+        {
+            console.Message($"batch {batchId} was cancelled (qw cancel): {processor.Stats.Written} lines written this run; cancelled jobs are not written. Run the same command again to resume.");
+            return ExitCodes.Interrupted;
+        }
         return processor.Stats.Failures > 0 ? ExitCodes.JobFailed : ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// After Ctrl-C: the jobs already published would still run for nobody. One cancel for the batch id stops them
+    /// (answered cancelled to a reply queue that is gone); a resumed run publishes them again under a new batch id.
+    /// </summary>
+    private async Task CancelLeftoversAsync(Messaging.RabbitMqOptions rabbit, string batchId)
+    {
+        // Not the run's token: it is cancelled already. A short bound of its own: Ctrl-C must not hang.
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(10), time);
+        try
+        {
+            await Amqp.ControlPublisher.PublishCancelAsync(rabbit, new QueueWorker.Contracts.CancelRequest([], batchId), $"qw batch pid {Environment.ProcessId} cancel", bound.Token);
+            console.Message($"cancelled batch {batchId} on the workers: its queued and running jobs stop.");
+        }
+        catch (Exception ex) when (ex is CliException or OperationCanceledException or IOException or RabbitMQ.Client.Exceptions.RabbitMQClientException)
+        {
+            console.Message($"could not cancel batch {batchId} on the workers ({ex.Message}); run qw cancel {batchId}.");
+        }
     }
 }

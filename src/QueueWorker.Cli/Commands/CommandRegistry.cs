@@ -15,5 +15,9 @@ internal static class CommandRegistry
             .WithDescription("Run a JSONL file of requests (OpenAI Batch API format) and write one result line per custom_id; resumable.")
             .WithExample("batch", "samples/batch.jsonl", "--out", "results.jsonl")
             .WithExample("batch", "samples/batch.jsonl", "--out", "results.jsonl", "--local");
+        config.AddCommand<Commands.CancelCommand>("cancel")
+            .WithDescription("Cancel a batch (by its batch id) or jobs (--job): every worker answers them cancelled.")
+            .WithExample("cancel", "batch-20261201-223000-1a2b3c")
+            .WithExample("cancel", "--job", "job-42");
     }
 }

@@ -18,6 +18,10 @@ internal class QwSettings : CommandSettings
     [Description("No broker: run the engine in this process (Model:*, Inference:* configure it).")]
     public bool Local { get; set; }
 
+    [CommandOption("--lane <LANE>")]
+    [Description("Priority lane (one of the workers' RabbitMq:Lanes): jobs go to the queue {RabbitMq:JobsQueue}.{LANE}.")]
+    public string? Lane { get; set; }
+
     [CommandOption("-v|--verbose")]
     [Description("Log connection and engine events to stderr.")]
     public bool Verbose { get; set; }

@@ -71,6 +71,15 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         [Description("A JSON object echoed in the result.")]
         public string? Metadata { get; set; }
 
+        [CommandOption("--priority <N>")]
+        [Description("Order among the jobs waiting in a worker, higher first (-100 to 100); lanes (--lane) order before it.")]
+        public int? Priority { get; set; }
+
+        [CommandOption("--full-timeout <SECONDS>")]
+        [Description("How long to keep retrying while the broker refuses the job because the queue is full (RabbitMq:MaxQueuedJobs); then exit 5.")]
+        [DefaultValue(30.0)]
+        public double FullTimeout { get; set; } = 30;
+
         [CommandOption("--json")]
         [Description("Print the worker's whole result as JSON (one line) instead of the text.")]
         public bool Json { get; set; }
@@ -93,6 +102,9 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         var configuration = CliConfiguration.Build(settings.Set, settings.Uri);
         var rabbit = CliConfiguration.RabbitMq(configuration, needsBroker: !settings.Local);
         var limits = CliConfiguration.Limits(configuration);
+        CliConfiguration.ApplyLane(rabbit, settings.Lane, settings.Local, lowest: false);
+        if (!(settings.FullTimeout >= 0 && settings.FullTimeout <= 7 * 24 * 3600))
+            throw new CliException($"--full-timeout must be from 0 to 604800 seconds, got {settings.FullTimeout.ToString(CultureInfo.InvariantCulture)}.");
         if (!(settings.Timeout > 0 && settings.Timeout <= 7 * 24 * 3600))
             throw new CliException($"--timeout must be more than 0 and at most 604800 seconds (7 days), got {settings.Timeout.ToString(CultureInfo.InvariantCulture)}.");
 
@@ -104,7 +116,8 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
 
         var level = settings.Verbose ? LogLevel.Debug : LogLevel.Warning;
         using var logs = new CliLoggerProvider(console, level);
-        await using var runner = await RunnerFactory.StartAsync(settings.Local, "submit", configuration, rabbit, console, logs, level, time, cancellationToken);
+        await using var runner = await RunnerFactory.StartAsync(settings.Local, "submit", configuration, rabbit, console, logs, level, time, cancellationToken,
+            TimeSpan.FromSeconds(settings.FullTimeout));
 
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(settings.Timeout) + ResultGrace, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
@@ -169,6 +182,7 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         if (s.Stop.Length > 0) body["stop"] = new JsonArray(s.Stop.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray());
         body["timeout_ms"] = (int)Math.Ceiling(s.Timeout * 1000);
         await AddStructuredOutputAsync(body, s, cancellationToken);
+        if (s.Priority is { } priority) body["priority"] = priority;
         if (s.Metadata is not null)
         {
             try

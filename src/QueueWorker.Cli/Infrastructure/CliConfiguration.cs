@@ -45,6 +45,30 @@ internal static class CliConfiguration
         return options;
     }
 
+    /// <summary>
+    /// Points <see cref="RabbitMqOptions.JobsQueue"/> at the lane's queue (<c>{JobsQueue}.{lane}</c>). Without <c>--lane</c>,
+    /// when <c>RabbitMq:Lanes</c> is configured: <paramref name="lowest"/> picks the lowest lane (batches), else the highest.
+    /// </summary>
+    public static void ApplyLane(RabbitMqOptions options, string? lane, bool local, bool lowest)
+    {
+        if (local)
+        {
+            if (lane is not null) throw new CliException("--lane has no meaning with --local: there is no queue.");
+            return;
+        }
+        var lanes = options.Lanes;
+        if (lane is null)
+        {
+            if (lanes.Count > 0) options.JobsQueue = RabbitMqOptions.LaneQueueName(options.JobsQueue, lowest ? lanes[^1] : lanes[0]);
+            return;
+        }
+        if (lane.Length == 0 || !lane.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+            throw new CliException($"--lane '{lane}' must be a name of ASCII letters, digits, '-' and '_'.");
+        if (lanes.Count > 0 && !lanes.Contains(lane, StringComparer.Ordinal))
+            throw new CliException($"--lane '{lane}' is not one of RabbitMq:Lanes ({string.Join(", ", lanes)}).");
+        options.JobsQueue = RabbitMqOptions.LaneQueueName(options.JobsQueue, lane);
+    }
+
     /// <summary>The job bounds from <c>Inference:MaxTokens</c> and <c>Inference:DefaultMaxTokens</c>, as the worker applies them.</summary>
     public static JobLimits Limits(IConfiguration configuration)
     {

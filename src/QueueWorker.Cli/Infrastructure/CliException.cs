@@ -12,6 +12,8 @@ internal static class ExitCodes
     public const int Broker = 3;
     /// <summary>No result within <c>--timeout</c>.</summary>
     public const int Timeout = 4;
+    /// <summary>The jobs queue stayed full (<c>RabbitMq:MaxQueuedJobs</c>: the broker refused the publish) for longer than <c>--full-timeout</c>.</summary>
+    public const int QueueFull = 5;
     /// <summary>Interrupted (Ctrl-C, SIGTERM); a batch resumes where it stopped.</summary>
     public const int Interrupted = 130;
 }

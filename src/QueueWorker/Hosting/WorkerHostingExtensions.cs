@@ -22,6 +22,10 @@ public static class WorkerHostingExtensions
         builder.Services.AddSingleton<WorkerMetrics>();
         // Registered before AddJobProcessing, so the pipeline reports to the metrics instead of its silent default.
         builder.Services.AddSingleton<IJobObserver>(sp => sp.GetRequiredService<WorkerMetrics>());
+        // Before AddJobProcessing, so the pipeline remembers cancels for RabbitMq:CancelMemoryMinutes.
+        builder.Services.AddSingleton(sp => new JobCancellations(sp.GetRequiredService<TimeProvider>(),
+            TimeSpan.FromMinutes(sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.CancelMemoryMinutes)));
+        builder.Services.AddSingleton<IControlHandler, CancelForwarder>();
         builder.AddJobProcessing();
         builder.Services.AddHostedService<GaugeCollector>();
         builder.Services.AddSingleton<IJobHandler, JobHandler>();
@@ -69,6 +73,12 @@ public static class WorkerHostingExtensions
             if (string.IsNullOrWhiteSpace(options.ClientName)) options.ClientName = "queueworker@" + identity.Id;
         }
     }
+}
+
+/// <summary>Control messages (Messaging) to the pipeline's cancellations (Processing): the host is where the two meet.</summary>
+internal sealed class CancelForwarder(JobCancellations cancellations) : IControlHandler
+{
+    public int Cancel(QueueWorker.Contracts.CancelRequest request) => cancellations.Cancel(request);
 }
 
 /// <summary>The server when <c>Http:Port</c> is 0: the endpoints are mapped but nothing listens.</summary>

@@ -27,5 +27,6 @@ public sealed class JobHandler(JobPipeline pipeline, IOptions<RabbitMqOptions> r
         PublishedAt = job.Timestamp,
         Expiration = job.Expiration,
         DeliveryCount = job.DeliveryCount,
+        LaneRank = job.LaneRank,
     };
 }
