@@ -36,7 +36,7 @@ public sealed class OpenAiWorkerTests(NamedEmbeddingWorkerFixture fixture) : ICl
 
         Assert.Equal(JobStatus.Completed, result.Status);
         Assert.Equal([0, 1, 2], result.Data!.Select(d => d.Index));
-        Assert.All(result.Data, d => Assert.Equal(1, Math.Sqrt(d.Embedding.Sum(x => (double)x * x)), 4));
+        Assert.All(result.Data!, d => Assert.Equal(1, Math.Sqrt(d.Embedding.Sum(x => (double)x * x)), 4));
         Assert.Equal(result.Data[0].Embedding, result.Data[2].Embedding);
         Assert.NotEqual(result.Data[0].Embedding, result.Data[1].Embedding);
         Assert.True(result.Usage!.PromptTokens > 3);

@@ -17,7 +17,7 @@ public sealed class JobPipelineCancelTests
     public JobPipelineCancelTests()
     {
         _cancellations = new JobCancellations(_time, TimeSpan.FromMinutes(5));
-        _sut = new JobPipeline(_engine, new InferenceOptions(), Identity, _observer, _time, new RecordingLogger<JobPipeline>(), _cancellations);
+        _sut = new JobPipeline(_engine, new InferenceOptions(), Identity, _observer, _time, new RecordingLogger<JobPipeline>(), cancellations: _cancellations);
     }
 
     private Task<JobResult> RunAsync(string body, CancellationToken cancellationToken = default) =>
