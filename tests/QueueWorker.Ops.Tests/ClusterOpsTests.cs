@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 
 namespace QueueWorker.Ops.Tests;
 
-/// <summary>The cluster files (ops/k8s/cluster, ops/rabbitmq/start-cluster.sh) agree with ops/rabbitmq/rabbitmq.conf.</summary>
+/// <summary>The cluster files (ops/k8s/cluster, ops/compose.yaml's cluster profile, ops/rabbitmq/start-cluster.sh) agree with ops/rabbitmq/rabbitmq.conf.</summary>
 [Trait("Category", "Unit")]
 public sealed partial class ClusterOpsTests
 {
@@ -37,6 +37,31 @@ public sealed partial class ClusterOpsTests
         Assert.Contains("cluster_partition_handling = pause_minority", script, StringComparison.Ordinal);
         Assert.DoesNotContain("rabbit@localhost\"", script, StringComparison.Ordinal);
         Assert.DoesNotContain("5672}", script, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ComposeClusterProfile_TwoMoreNodesJoinRabbitmq_WithTheSameConfigAndCookie()
+    {
+        var services = Repo.Yaml("ops/compose.yaml").At("services");
+        var nodes = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var name in new[] { "rabbitmq-2", "rabbitmq-3" })
+        {
+            var service = services.At(name);
+            Assert.Equal(["cluster"], service.Seq("profiles").Select(p => p.Str()));
+            Assert.Equal(name, service.Str("hostname"));
+            var volumes = service.Seq("volumes").Select(v => v.Str()).ToList();
+            Assert.Contains("./rabbitmq/rabbitmq.conf:/etc/rabbitmq/conf.d/20-queueworker.conf:ro", volumes);
+            Assert.Contains(volumes, v => v.StartsWith("./rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/", StringComparison.Ordinal));
+            Assert.Equal(services.Str("rabbitmq.environment.RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"), service.Str("environment.RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"));
+            nodes[name] = "rabbit@" + name;
+        }
+        nodes["rabbitmq"] = "rabbit@" + services.Str("rabbitmq.hostname");
+
+        var config = Repo.Read("ops/rabbitmq/cluster.conf");
+        foreach (var node in nodes.Values)
+            Assert.Contains($"= {node}\n", config, StringComparison.Ordinal);
+        Assert.Equal("pause_minority", Settings(config)["cluster_partition_handling"]);
+        Assert.Equal(services.Str("rabbitmq.environment.RABBITMQ_CTL_ERL_ARGS"), services.Str("rabbitmq.environment.RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"));
     }
 
     [GeneratedRegex(@"^([a-z_.0-9]+)\s*=\s*(.+)$")]

@@ -25,27 +25,13 @@ public sealed class ClusterTests(RabbitCluster cluster, ITestOutputHelper output
 {
     private ClusterNode Node(int number) => cluster.Nodes[number - 1];
 
-    /// <summary>
-    /// The worker's jobs queue arguments (Topology.JobsQueueArguments with the default delivery limit): declared here
-    /// first, through node 1, so its leader is known; the worker's own declaration must match or it stops with a 406.
-    /// </summary>
-    private static Dictionary<string, object?> JobsArguments(string deadLetterQueue) => new()
-    {
-        ["x-queue-type"] = "quorum",
-        ["x-delivery-limit"] = 3,
-        ["x-dead-letter-exchange"] = "",
-        ["x-dead-letter-routing-key"] = deadLetterQueue,
-        ["x-dead-letter-strategy"] = "at-least-once",
-        ["x-overflow"] = "reject-publish",
-    };
-
     private async Task<ReliabilityHarness> CreateHarnessAsync(params int[] workerNodes)
     {
         output.WriteLine($"cluster {cluster.Prefix}: nodes {string.Join(", ", cluster.Nodes.Select(n => $"{n.Name} :{n.Port}"))}, started in {cluster.StartTime.TotalSeconds:F0} s");
         // Results lead on node 2, jobs and dead letters on node 1; the harness talks to node 3.
         var h = await ReliabilityHarness.CreateAsync(output, Node(3).Uri, Node(3).Ctl, declareResultsVia: Node(2).Uri);
         await ReliabilityHarness.DeclareViaAsync(Node(1).Uri, h.DeadLetterQueue, new Dictionary<string, object?> { ["x-queue-type"] = "quorum" });
-        await ReliabilityHarness.DeclareViaAsync(Node(1).Uri, h.JobsQueue, JobsArguments(h.DeadLetterQueue));
+        await ReliabilityHarness.DeclareViaAsync(Node(1).Uri, h.JobsQueue, ReliabilityHarness.JobsQueueArguments(h.DeadLetterQueue));
         h.Settings["RabbitMq:Uri"] = string.Join(',', workerNodes.Select(n => Node(n).Uri));
         // A worker cut off from every node gives up after this (exit 5): far longer than any outage here.
         h.Settings["RabbitMq:MaxRecoverySeconds"] = "600";

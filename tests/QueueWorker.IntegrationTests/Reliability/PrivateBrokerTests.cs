@@ -78,7 +78,7 @@ public sealed class PrivateBrokerTests(PrivateRabbitNode broker, ITestOutputHelp
     [Fact]
     public async Task ConsumerTimeout_BrokerClosesChannel_WorkerReopensItAndJobCompletes()
     {
-        await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl);
+        await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl, classicResults: true);
         h.Settings["Inference:Slots"] = "1";
         h.Settings["RabbitMq:DeliveryLimit"] = "50";
         h.Settings["RabbitMq:PublishRetries"] = "100"; // keeps retrying (so holds the job) while results are refused
@@ -157,7 +157,7 @@ public sealed class PrivateBrokerTests(PrivateRabbitNode broker, ITestOutputHelp
     [Fact]
     public async Task DeadLetteredJob_ReplayedWithShovel_Completes()
     {
-        await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl);
+        await using var h = await ReliabilityHarness.CreateAsync(output, broker.Uri, broker.Ctl, classicResults: true);
         h.Settings["Inference:Slots"] = "1";
         h.Settings["RabbitMq:DeliveryLimit"] = "1";
         h.Settings["RabbitMq:PublishRetries"] = "1";

@@ -12,7 +12,7 @@ public sealed class PublishFailureTests(ITestOutputHelper output)
     [Fact]
     public async Task ResultsQueueRejectsPublishes_JobRetriedAndRequeuedNotAcked_CompletesOnceQueueAcceptsAgain()
     {
-        await using var h = await ReliabilityHarness.CreateAsync(output);
+        await using var h = await ReliabilityHarness.CreateAsync(output, classicResults: true);
         h.Settings["RabbitMq:PublishRetries"] = "3";
         // Room for several nack/redelivery rounds before the quorum queue would dead-letter the job.
         h.Settings["RabbitMq:DeliveryLimit"] = "50";
@@ -60,7 +60,7 @@ public sealed class PublishFailureTests(ITestOutputHelper output)
     [Fact]
     public async Task ResultsQueueRejectsLongerThanDeliveryLimit_JobDeadLetteredIntactNeverAcked()
     {
-        await using var h = await ReliabilityHarness.CreateAsync(output);
+        await using var h = await ReliabilityHarness.CreateAsync(output, classicResults: true);
         h.Settings["RabbitMq:PublishRetries"] = "2";
         h.Settings["RabbitMq:DeliveryLimit"] = "1";
         h.Settings["Inference:Slots"] = "1";

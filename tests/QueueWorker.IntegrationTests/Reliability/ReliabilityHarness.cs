@@ -62,8 +62,12 @@ public sealed class ReliabilityHarness : IAsyncDisposable
 
     /// <param name="declareResultsVia">On a cluster, the node whose connection declares the results queue (its leader
     /// starts there); default the harness's own connection.</param>
+    /// <param name="classicResults">For tests that make the results queue refuse publishes with an operator's
+    /// <c>max-length 0, reject-publish</c> policy: a quorum queue accepts the first message past that limit (it refuses only
+    /// once over it), a classic one refuses it. The harness then declares a classic results queue and the other two as the
+    /// worker would, and the worker uses them as they are (<c>RabbitMq:DeclareTopology=false</c>).</param>
     public static async Task<ReliabilityHarness> CreateAsync(ITestOutputHelper output, string? uri = null, Rabbitmqctl? ctl = null,
-        string? declareResultsVia = null)
+        string? declareResultsVia = null, bool classicResults = false)
     {
         uri ??= TestSettings.RabbitMqUri;
         var broker = await TestBroker.ConnectAsync(uri);
@@ -72,7 +76,12 @@ public sealed class ReliabilityHarness : IAsyncDisposable
         broker.Own(harness.DeadLetterQueue);
         broker.Own(harness.ParkedQueue);
         // Declared as the worker declares it (durable quorum), so results can be collected from the start.
-        if (declareResultsVia is null)
+        if (classicResults)
+        {
+            await broker.DeclareQueueAsync(harness.ResultsQueue);
+            harness._classicResults = true;
+        }
+        else if (declareResultsVia is null)
         {
             await broker.DeclareQuorumQueueAsync(harness.ResultsQueue);
         }
@@ -96,9 +105,32 @@ public sealed class ReliabilityHarness : IAsyncDisposable
         await connection.CloseAsync();
     }
 
+    private bool _classicResults;
+    private bool _declaredForWorker;
+
+    /// <summary>The worker's jobs queue arguments (Topology.JobsQueueArguments): a declaration that differs stops the worker with a 406.</summary>
+    public static Dictionary<string, object?> JobsQueueArguments(string deadLetterQueue, int deliveryLimit = 3) => new()
+    {
+        ["x-queue-type"] = "quorum",
+        ["x-delivery-limit"] = deliveryLimit,
+        ["x-dead-letter-exchange"] = "",
+        ["x-dead-letter-routing-key"] = deadLetterQueue,
+        ["x-dead-letter-strategy"] = "at-least-once",
+        ["x-overflow"] = "reject-publish",
+    };
+
     /// <summary>Starts a worker with <see cref="Settings"/> (plus <paramref name="extra"/>) and waits until it is ready.</summary>
     public async Task<WorkerProcess> StartWorkerAsync(IReadOnlyDictionary<string, string>? extra = null, TimeSpan? readyTimeout = null)
     {
+        if (_classicResults && !_declaredForWorker)
+        {
+            // With the delivery limit the test set: the worker will not declare the queues itself.
+            var limit = Settings.TryGetValue("RabbitMq:DeliveryLimit", out var value) ? int.Parse(value, CultureInfo.InvariantCulture) : 3;
+            await DeclareViaAsync(Uri, DeadLetterQueue, new Dictionary<string, object?> { ["x-queue-type"] = "quorum" });
+            await DeclareViaAsync(Uri, JobsQueue, JobsQueueArguments(DeadLetterQueue, limit));
+            Settings["RabbitMq:DeclareTopology"] = "false";
+            _declaredForWorker = true;
+        }
         var settings = new Dictionary<string, string>(Settings) { ["Worker:Id"] = WorkerId(_workers.Count + 1) };
         foreach (var (k, v) in extra ?? new Dictionary<string, string>()) settings[k] = v;
         var worker = WorkerProcess.Start(settings);
