@@ -38,7 +38,8 @@ public sealed class OpenAiWorkerTests(NamedEmbeddingWorkerFixture fixture) : ICl
         var data = Assert.IsAssignableFrom<IReadOnlyList<EmbeddingItem>>(result.Data);
         Assert.Equal([0, 1, 2], data.Select(d => d.Index));
         Assert.All(data, d => Assert.Equal(1, Math.Sqrt(d.Embedding.Sum(x => (double)x * x)), 4));
-        Assert.Equal(data[0].Embedding, data[2].Embedding);
+        // The same text at another place in the same decode: the same vector up to float rounding.
+        Assert.All(data[0].Embedding.Zip(data[2].Embedding), p => Assert.Equal(p.First, p.Second, 5));
         Assert.NotEqual(data[0].Embedding, data[1].Embedding);
         Assert.True(result.Usage!.PromptTokens > 3);
         Assert.Null(result.Text);
