@@ -35,10 +35,12 @@ public sealed class OpenAiWorkerTests(NamedEmbeddingWorkerFixture fixture) : ICl
         var result = await RunAsync(id, $$"""{"id":"{{id}}","input":["The dog ran to the park.","Sue","The dog ran to the park."],"model":"{{NamedEmbeddingWorkerFixture.ModelName}}"}""");
 
         Assert.Equal(JobStatus.Completed, result.Status);
-        Assert.Equal([0, 1, 2], result.Data!.Select(d => d.Index));
-        Assert.All(result.Data!, d => Assert.Equal(1, Math.Sqrt(d.Embedding.Sum(x => (double)x * x)), 4));
-        Assert.Equal(result.Data[0].Embedding, result.Data[2].Embedding);
-        Assert.NotEqual(result.Data[0].Embedding, result.Data[1].Embedding);
+        var data = Assert.IsAssignableFrom<IReadOnlyList<EmbeddingItem>>(result.Data);
+        Assert.Equal([0, 1, 2], data.Select(d => d.Index));
+        Assert.All(data, d => Assert.Equal(1, Math.Sqrt(d.Embedding.Sum(x => (double)x * x)), 4));
+        // The same text at another place in the same decode: the same vector up to float rounding.
+        Assert.All(data[0].Embedding.Zip(data[2].Embedding), p => Assert.Equal(p.First, p.Second, 5));
+        Assert.NotEqual(data[0].Embedding, data[1].Embedding);
         Assert.True(result.Usage!.PromptTokens > 3);
         Assert.Null(result.Text);
     }
@@ -62,8 +64,9 @@ public sealed class OpenAiWorkerTests(NamedEmbeddingWorkerFixture fixture) : ICl
 
         Assert.Equal(JobStatus.Completed, result.Status);
         Assert.Equal(10, result.Usage!.CompletionTokens);
-        Assert.Equal(10, result.Logprobs!.Content.Count);
-        Assert.All(result.Logprobs.Content, c => Assert.Equal(2, c.TopLogprobs.Count));
+        var content = Assert.IsAssignableFrom<IReadOnlyList<TokenLogprob>>(result.Logprobs?.Content);
+        Assert.Equal(10, content.Count);
+        Assert.All(content, c => Assert.Equal(2, c.TopLogprobs.Count));
         Assert.Equal("u-1", result.User);
     }
 
