@@ -14,10 +14,16 @@ public sealed class TenantTests
     [Theory]
     [InlineData("""{"prompt":"x","metadata":{"tenant":"acme"},"user":"u1"}""", "acme")]
     [InlineData("""{"prompt":"x","user":"u1"}""", "u1")]
-    [InlineData("""{"prompt":"x","metadata":{"tenant":42},"user":"u1"}""", "u1")]
     [InlineData("""{"prompt":"x","metadata":{"tenant":""}}""", "default")]
     [InlineData("""{"prompt":"x"}""", "default")]
     public void Tenant_MetadataThenUserThenDefault(string json, string expected) => Assert.Equal(expected, Parse(json).Tenant);
+
+    [Fact]
+    public void Parse_TenantNotAString_FailsNamingMetadataTenant()
+    {
+        var error = JobParser.Parse("""{"prompt":"x","metadata":{"tenant":42},"user":"u1"}""", Limits, "f").Error!;
+        Assert.Equal("metadata.tenant", error.Field);
+    }
 
     [Fact]
     public void Parse_UserNotAString_FailsNamingUser()
