@@ -51,16 +51,15 @@ public static class Topology
     /// <summary>Declares the queues (the parked one only with <c>RabbitMq:AnswerDeadLetters</c>), each on its own short-lived channel (a failed declare closes its channel).</summary>
     public static async Task DeclareAsync(IConnection connection, RabbitMqOptions options, CancellationToken cancellationToken)
     {
+        // Dead-letter queues first (each lane's queue routes to its own), then results and parked, then the lanes.
         var plain = QuorumQueueArguments();
+        foreach (var lane in options.LaneQueues)
+            await DeclareQueueAsync(connection, lane.DeadLetterQueue, plain, cancellationToken).ConfigureAwait(false);
         await DeclareQueueAsync(connection, options.ResultsQueue, plain, cancellationToken).ConfigureAwait(false);
         if (options.AnswerDeadLetters)
             await DeclareQueueAsync(connection, options.EffectiveParkedQueue, ParkedQueueArguments, cancellationToken).ConfigureAwait(false);
         foreach (var lane in options.LaneQueues)
-        {
-            // Dead-letter queue first: the lane's queue routes to it.
-            await DeclareQueueAsync(connection, lane.DeadLetterQueue, plain, cancellationToken).ConfigureAwait(false);
             await DeclareQueueAsync(connection, lane.Queue, LaneQueueArguments(options, lane), cancellationToken).ConfigureAwait(false);
-        }
     }
 
     /// <summary>The control fanout exchange (durable: it outlives workers, so a producer can always publish a cancel).</summary>
