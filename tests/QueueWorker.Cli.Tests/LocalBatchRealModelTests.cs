@@ -77,6 +77,6 @@ public sealed class LocalBatchRealModelTests(BrokerFixture broker) : IDisposable
         var local = ByCustomId(Lines(viaLocal));
         // extract-1 asks for JSON: the fake worker answers plain text, the real model JSON with "parsed".
         foreach (var (id, line) in ByCustomId(Lines(viaBroker)).Where(p => p.Key != "extract-1"))
-            Assert.Equal(BatchTests.Shape(line), BatchTests.Shape(local[id]));
+            BatchTests.AssertSameShape(line, local[id], id);
     }
 }

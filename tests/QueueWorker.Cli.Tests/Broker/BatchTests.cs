@@ -164,13 +164,21 @@ public sealed class BatchTests(BrokerFixture broker, Xunit.Abstractions.ITestOut
         Assert.Equal(8, localLines.Count);
         // extract-1 asks for JSON: the fake worker answers plain text without the JSON warning a real one adds.
         foreach (var (id, line) in ByCustomId(brokerLines).Where(p => p.Key != "extract-1"))
-            Assert.Equal(Shape(line), Shape(ByCustomId(localLines)[id]));
+            AssertSameShape(line, ByCustomId(localLines)[id], id);
         Assert.Equal(
             Shape(Assert.Single(brokerLines, l => l.GetProperty("custom_id").ValueKind == JsonValueKind.Null)),
             Shape(Assert.Single(localLines, l => l.GetProperty("custom_id").ValueKind == JsonValueKind.Null)));
     }
 
     /// <summary>Every property path with its JSON kind, e.g. <c>response.body.choices[].text:String</c>.</summary>
+    /// <summary>Equal shapes, or a failure that names the paths only one side has.</summary>
+    internal static void AssertSameShape(JsonElement expected, JsonElement actual, string what)
+    {
+        var e = Shape(expected);
+        var a = Shape(actual);
+        Assert.True(e.SetEquals(a), $"{what}: only expected {string.Join(", ", e.Except(a))}; only actual {string.Join(", ", a.Except(e))}");
+    }
+
     internal static SortedSet<string> Shape(JsonElement element)
     {
         var paths = new SortedSet<string>(StringComparer.Ordinal);

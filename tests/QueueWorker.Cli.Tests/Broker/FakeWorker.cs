@@ -121,7 +121,7 @@ public sealed class FakeWorker : IAsyncDisposable
             Text = "echo: " + input,
             FinishReason = FinishReasons.Length,
             Usage = new Usage(promptTokens, 3, 0),
-            Timings = new Timings { QueuedMs = 1, PromptMs = 2, PromptTokensPerS = 500, FirstTokenMs = 3, GenerationMs = 4, TokensPerS = 500, TotalMs = 10 },
+            Timings = new Timings { QueuedMs = 1, PromptMs = 2, PromptTokensPerS = 500, FirstTokenMs = 3, GenerationMs = 4, TokensPerS = 500, TotalMs = 10, CpuMs = 5 },
             Worker = new WorkerInfo("fake-worker", "fake.gguf", 2, 512, 4, "0.0.0"),
             Metadata = job.Metadata,
         };
