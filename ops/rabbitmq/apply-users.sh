@@ -3,11 +3,12 @@
 # users and permission regexes as definitions.json (which a containerised broker loads at boot).
 # Idempotent: re-running resets passwords, tags and permissions to what this script says.
 #
-#   queueworker-worker    configure its four queues (it declares them at startup), write to the
+#   queueworker-worker    configure its four queues (it declares them at startup) and the control exchange
+#                         with its own control queue (cancels), write to the
 #                         default exchange (results, reply_to, parked and re-published jobs), read the
 #                         jobs queue and the dead-letter queue (it answers dead letters) only
 #   queueworker-producer  configure/read server-named reply queues (amq.gen-*), write to the default
-#                         exchange (jobs), read the results queue
+#                         exchange (jobs) and the control exchange (qw cancel), read the results queue
 #   queueworker-keda      management tag, no AMQP rights: reads queue lengths over the HTTP API
 #
 # Environment (defaults in brackets):
@@ -15,6 +16,8 @@
 #   QW_VHOST [/]                           virtual host; created when missing
 #   QW_JOBS_QUEUE [llm.jobs]  QW_RESULTS_QUEUE [llm.results]  QW_DEAD_LETTER_QUEUE [<jobs>.dlq]
 #                                          must equal the worker's RabbitMq:* settings
+#   QW_CONTROL_EXCHANGE [llm.control]     RabbitMq:ControlExchange: the worker declares it and binds its own
+#                                          <exchange>.worker-<hex> queue; the producer publishes cancels to it
 #   QW_USER_PREFIX [queueworker]           users are <prefix>-worker, <prefix>-producer, <prefix>-keda
 #   QW_WORKER_PASSWORD, QW_PRODUCER_PASSWORD, QW_KEDA_PASSWORD
 #                                          default to the EXAMPLE passwords of definitions.json
@@ -29,6 +32,7 @@ jobs=${QW_JOBS_QUEUE:-llm.jobs}
 results=${QW_RESULTS_QUEUE:-llm.results}
 dlq=${QW_DEAD_LETTER_QUEUE:-$jobs.dlq}
 parked=$jobs.parked
+control=${QW_CONTROL_EXCHANGE:-llm.control}
 prefix=${QW_USER_PREFIX:-queueworker}
 
 example_passwords=0
@@ -52,7 +56,7 @@ if ! ctl await_startup --timeout 20 >/dev/null 2>&1; then
   exit 1
 fi
 
-j=$(re_escape "$jobs"); r=$(re_escape "$results"); d=$(re_escape "$dlq"); p=$(re_escape "$parked")
+j=$(re_escape "$jobs"); r=$(re_escape "$results"); d=$(re_escape "$dlq"); p=$(re_escape "$parked"); c=$(re_escape "$control")
 user() { # name password tags-json
   printf '{"name":%s,"password_hash":"%s","hashing_algorithm":"rabbit_password_hashing_sha256","tags":%s,"limits":{}}' \
     "$(json "$1")" "$(password_hash "$2")" "$3"
@@ -65,8 +69,8 @@ permission() { # user configure write read
 worker_user=$(user "$prefix-worker" "$worker_password" '[]')
 producer_user=$(user "$prefix-producer" "$producer_password" '[]')
 keda_user=$(user "$prefix-keda" "$keda_password" '["management"]')
-worker_permission=$(permission "$prefix-worker" "^($j|$d|$p|$r)\$" '^amq\.default$' "^($j|$d)\$")
-producer_permission=$(permission "$prefix-producer" '^amq\.gen-.*$' '^amq\.default$' "^($r|amq\\.gen-.*)\$")
+worker_permission=$(permission "$prefix-worker" "^($j|$d|$p|$r|$c|$c\\.worker-[0-9a-f]+)\$" "^(amq\\.default|$c\\.worker-[0-9a-f]+)\$" "^($j|$d|$c|$c\\.worker-[0-9a-f]+)\$")
+producer_permission=$(permission "$prefix-producer" '^amq\.gen-.*$' "^(amq\\.default|$c)\$" "^($r|amq\\.gen-.*)\$")
 keda_permission=$(permission "$prefix-keda" '^$' '^$' '^$')
 definitions=$(printf '{"vhosts":[{"name":%s}],"users":[%s,%s,%s],"permissions":[%s,%s,%s]}' \
   "$(json "$vhost")" "$worker_user" "$producer_user" "$keda_user" \
@@ -77,8 +81,8 @@ definitions=$(printf '{"vhosts":[{"name":%s}],"users":[%s,%s,%s],"permissions":[
 printf '%s\n' "$definitions" | ctl import_definitions >/dev/null
 expected=$(printf '%s\t%s\t%s\t%s\n' \
   "$prefix-keda" '^$' '^$' '^$' \
-  "$prefix-producer" '^amq\.gen-.*$' '^amq\.default$' "^($r|amq\\.gen-.*)\$" \
-  "$prefix-worker" "^($j|$d|$p|$r)\$" '^amq\.default$' "^($j|$d)\$")
+  "$prefix-producer" '^amq\.gen-.*$' "^(amq\\.default|$c)\$" "^($r|amq\\.gen-.*)\$" \
+  "$prefix-worker" "^($j|$d|$p|$r|$c|$c\\.worker-[0-9a-f]+)\$" "^(amq\\.default|$c\\.worker-[0-9a-f]+)\$" "^($j|$d|$c|$c\\.worker-[0-9a-f]+)\$")
 for _ in $(seq 1 60); do
   applied=$(ctl list_permissions -p "$vhost" 2>/dev/null | grep -F -x -c -f <(printf '%s\n' "$expected") || true)
   [ "$applied" = 3 ] && break

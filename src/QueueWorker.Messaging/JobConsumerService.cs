@@ -41,6 +41,9 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     private readonly CancellationTokenSource _jobsCts = new();
     private readonly CancellationTokenSource _publishCts = new();
     private readonly SemaphoreSlim _wake = new(0, 1);
+    // Held while the lane consumers are being created: a pause waits for it, so it cancels every consumer of the set
+    // (a suspect delivered by a consumer still being registered would otherwise wait for a cancel-ok that never comes).
+    private readonly SemaphoreSlim _consumeLock = new(1, 1);
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly string _consumerTagPrefix;
     private readonly SuspectIsolation _isolation;
@@ -208,16 +211,31 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     /// <summary>One consumer per lane (highest first), under a new tag: a pause cancels them all, a resume consumes anew.</summary>
     private async Task ConsumeAsync(IChannel channel, CancellationToken cancellationToken)
     {
-        _consumerTag = NewConsumerTag();
-        List<JobConsumer> consumers = [];
-        foreach (var lane in _options.LaneQueues)
+        await _consumeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            var consumer = new JobConsumer(channel, this, lane, TagOf(lane));
-            await channel.BasicConsumeAsync(lane.Queue, autoAck: false, consumer.Tag, noLocal: false, exclusive: false,
-                arguments: null, consumer, cancellationToken).ConfigureAwait(false);
-            consumers.Add(consumer);
+            _consumerTag = NewConsumerTag();
+            List<JobConsumer> consumers = [];
+            try
+            {
+                foreach (var lane in _options.LaneQueues)
+                {
+                    var consumer = new JobConsumer(channel, this, lane, TagOf(lane));
+                    await channel.BasicConsumeAsync(lane.Queue, autoAck: false, consumer.Tag, noLocal: false, exclusive: false,
+                        arguments: null, consumer, cancellationToken).ConfigureAwait(false);
+                    consumers.Add(consumer);
+                }
+            }
+            finally
+            {
+                // Those registered so far, even when a later lane failed: a pause or the stop must be able to cancel them.
+                _consumers = consumers;
+            }
         }
-        _consumers = consumers;
+        finally
+        {
+            _consumeLock.Release();
+        }
         if (_stopping)
             await CancelConsumerAsync(CancellationToken.None).ConfigureAwait(false); // StopAsync ran meanwhile
     }
@@ -228,10 +246,23 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         try
         {
             // Each lane's cancel-ok follows that consumer's deliveries; the last one tells SuspectIsolation (OnCancelOk).
-            foreach (var consumer in _consumers)
+            // After a resume still registering its consumers: wait for the whole set.
+            await _consumeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
             {
-                if (consumer.Active && !consumer.CancelledByBroker)
+                var cancelled = 0;
+                foreach (var consumer in _consumers)
+                {
+                    if (!consumer.Active || consumer.CancelledByBroker) continue;
                     await channel.BasicCancelAsync(consumer.Tag, noWait: false, CancellationToken.None).ConfigureAwait(false);
+                    cancelled++;
+                }
+                // None left to cancel: every cancel-ok (and every delivery before it) was handled already.
+                if (cancelled == 0) _isolation.Paused();
+            }
+            finally
+            {
+                _consumeLock.Release();
             }
         }
         catch (Exception ex)
@@ -688,5 +719,6 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         _jobsCts.Dispose();
         _publishCts.Dispose();
         _wake.Dispose();
+        _consumeLock.Dispose();
     }
 }

@@ -138,10 +138,13 @@ public sealed class DefinitionsTests
         var r = Escape(o.ResultsQueue);
         var d = Escape(o.EffectiveDeadLetterQueue);
         var p = Escape(o.EffectiveParkedQueue);
-        Assert.Equal(($"^({j}|{d}|{p}|{r})$", @"^amq\.default$", $"^({j}|{d})$"), Definitions.Permissions(Definitions.WorkerUser));
-        Assert.Equal((@"^amq\.gen-.*$", @"^amq\.default$", $@"^({r}|amq\.gen-.*)$"), Definitions.Permissions(Definitions.ProducerUser));
-        Assert.Contains(@"""^($j|$d|$p|$r)\$"" '^amq\.default$' ""^($j|$d)\$""", script, StringComparison.Ordinal);
-        Assert.Contains(@"'^amq\.gen-.*$' '^amq\.default$' ""^($r|amq\\.gen-.*)\$""", script, StringComparison.Ordinal);
+        var c = Escape(o.ControlExchange);
+        // The control exchange and each worker's own control queue (cancels), on top of the four queues.
+        Assert.Equal(($@"^({j}|{d}|{p}|{r}|{c}|{c}\.worker-[0-9a-f]+)$", $@"^(amq\.default|{c}\.worker-[0-9a-f]+)$", $@"^({j}|{d}|{c}|{c}\.worker-[0-9a-f]+)$"),
+            Definitions.Permissions(Definitions.WorkerUser));
+        Assert.Equal((@"^amq\.gen-.*$", $@"^(amq\.default|{c})$", $@"^({r}|amq\.gen-.*)$"), Definitions.Permissions(Definitions.ProducerUser));
+        Assert.Contains(@"""^($j|$d|$p|$r|$c|$c\\.worker-[0-9a-f]+)\$"" ""^(amq\\.default|$c\\.worker-[0-9a-f]+)\$"" ""^($j|$d|$c|$c\\.worker-[0-9a-f]+)\$""", script, StringComparison.Ordinal);
+        Assert.Contains(@"'^amq\.gen-.*$' ""^(amq\\.default|$c)\$"" ""^($r|amq\\.gen-.*)\$""", script, StringComparison.Ordinal);
     }
 
     private static List<string?> Tags(string user) =>

@@ -37,9 +37,12 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
         {
             // Temporary users: the passwords are random and the users deleted below, so rabbitmqctl's argv is acceptable here.
             await ctl.RunAsync("add_user", workerUser, workerPassword);
-            await ctl.RunAsync("set_permissions", "-p", "/", workerUser, $"^({E(jobs)}|{E(dlq)}|{E(parked)}|{E(results)})$", @"^amq\.default$", $"^({E(jobs)}|{E(dlq)})$");
+            // The control exchange (cancels) and the worker's own control queue, as definitions.json grants them.
+            var control = E("llm.control");
+            await ctl.RunAsync("set_permissions", "-p", "/", workerUser, $@"^({E(jobs)}|{E(dlq)}|{E(parked)}|{E(results)}|{control}|{control}\.worker-[0-9a-f]+)$",
+                $@"^(amq\.default|{control}\.worker-[0-9a-f]+)$", $@"^({E(jobs)}|{E(dlq)}|{control}|{control}\.worker-[0-9a-f]+)$");
             await ctl.RunAsync("add_user", producerUser, producerPassword);
-            await ctl.RunAsync("set_permissions", "-p", "/", producerUser, @"^amq\.gen-.*$", @"^amq\.default$", $"^({E(results)}|amq\\.gen-.*)$");
+            await ctl.RunAsync("set_permissions", "-p", "/", producerUser, @"^amq\.gen-.*$", $@"^(amq\.default|{control})$", $"^({E(results)}|amq\\.gen-.*)$");
 
             var clientName = "qw-rel-lp-worker-" + suffix;
             await using var worker = WorkerProcess.Start(new Dictionary<string, string>
