@@ -198,10 +198,21 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 
+    // Ports handed out by this process: the kernel may give a just-released port again, so two workers started
+    // back to back (the bench starts a pair) could be told the same one (seen in CI: "address already in use").
+    private static readonly HashSet<int> Given = [];
+
     private static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        lock (Given)
+        {
+            while (true)
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, 0);
+                listener.Start();
+                var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+                if (Given.Add(port)) return port;
+            }
+        }
     }
 }

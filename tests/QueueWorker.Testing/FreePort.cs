@@ -9,12 +9,22 @@ public static class FreePort
     /// <summary>A port nothing listens on now (the OS picks it; another process could take it before the caller binds).</summary>
     public static int Next()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
+        // Never the same port twice in one test process: the kernel may hand a just-released port out again, and two
+        // servers started back to back would then both be told it.
+        lock (Given)
+        {
+            while (true)
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, 0);
+                listener.Start();
+                var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+                listener.Stop();
+                if (Given.Add(port)) return port;
+            }
+        }
     }
+
+    private static readonly HashSet<int> Given = [];
 
     /// <summary>A free port p with p + 20000 free too: RabbitMQ puts its Erlang distribution port there.</summary>
     public static int ForRabbitMq()
