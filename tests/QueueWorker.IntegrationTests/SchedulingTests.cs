@@ -28,7 +28,7 @@ public sealed class SchedulingTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _broker = await TestBroker.ConnectAsync();
-        foreach (var q in new[] { _jobs, _jobs + ".dlq", _results, _jobs + ".interactive", _jobs + ".interactive.dlq", _jobs + ".batch", _jobs + ".batch.dlq" })
+        foreach (var q in new[] { _jobs, _jobs + ".dlq", _jobs + ".parked", _results, _jobs + ".interactive", _jobs + ".interactive.dlq", _jobs + ".batch", _jobs + ".batch.dlq" })
             _broker.Own(q);
     }
 
