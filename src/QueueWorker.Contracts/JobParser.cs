@@ -166,7 +166,7 @@ public static class JobParser
                     Model = OptionalShortString("model"),
                     BatchId = ReadBatchId(),
                     Priority = OptionalInt("priority", MinPriority, MaxPriority, null),
-                    User = ReadUser(),
+                    User = OptionalShortString("user"),
                 };
                 job = ReadStructuredOutput(job);
                 return new ParseResult(job, null, id, metadata);
@@ -238,15 +238,6 @@ public static class JobParser
             if (size > limits.MaxMetadataBytes)
                 throw new FieldException("metadata", $"\"metadata\" must be at most {limits.MaxMetadataBytes} bytes of JSON, got {size}.");
             return v.Clone();
-        }
-
-        private string? ReadUser()
-        {
-            var user = OptionalString("user");
-            if (user is null) return null;
-            if (user.Length > JobRequest.MaxTenantLength)
-                throw new FieldException("user", $"\"user\" must be at most {JobRequest.MaxTenantLength} characters, got {user.Length}.");
-            return user;
         }
 
         private string? OptionalString(string name)
@@ -440,7 +431,7 @@ public static class JobParser
                 Id = id,
                 Input = texts,
                 Model = OptionalShortString("model"),
-                User = ReadUser(),
+                User = OptionalShortString("user"),
                 TimeoutMs = OptionalInt("timeout_ms", 1, 7 * 24 * 3600 * 1000, null),
             };
         }

@@ -75,9 +75,6 @@ public sealed record JobRequest
     /// <summary>Order inside the worker's waiting list, higher first (−100 to 100, default 0); lanes order before it.</summary>
     public int? Priority { get; init; }
 
-    /// <summary>Longest <see cref="User"/> and <c>metadata.tenant</c> accepted, in characters.</summary>
-    public const int MaxTenantLength = 256;
-
     /// <summary>
     /// Who the job's CPU is billed to: <c>metadata.tenant</c> when it is a non-empty string, else <see cref="User"/>,
     /// else <c>default</c> (one shared tenant): fair share between tenants and CPU billing. The metrics bound how many distinct values become labels. Not a wire field.

@@ -35,9 +35,9 @@ public sealed class TenantTests
     [Fact]
     public void Parse_UserTooLong_FailsNamingUserAndLimit()
     {
-        var error = JobParser.Parse($$"""{"prompt":"x","user":"{{new string('u', JobRequest.MaxTenantLength + 1)}}"}""", Limits, "f").Error!;
+        var error = JobParser.Parse($$"""{"prompt":"x","user":"{{new string('u', Limits.MaxIdLength + 1)}}"}""", Limits, "f").Error!;
         Assert.Equal("user", error.Field);
-        Assert.Contains(JobRequest.MaxTenantLength.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Message);
+        Assert.Contains(Limits.MaxIdLength.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Message);
     }
 
     [Fact]
