@@ -214,6 +214,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         await _consumeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            // A resume racing the stop or a halt: registering now would take deliveries the stop must not see.
+            if (_stopping) return;
             _consumerTag = NewConsumerTag();
             List<JobConsumer> consumers = [];
             try
@@ -627,19 +629,36 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
 
     private async Task CancelConsumerAsync(CancellationToken cancellationToken)
     {
-        if (_channel is not { IsOpen: true } channel)
-            return;
-        foreach (var consumer in _consumers)
+        // Under the consume lock: a resume registering its consumers finishes first (and sees _stopping next time),
+        // so no consumer is left running after the stop.
+        try
         {
-            if (consumer.CancelledByBroker || !consumer.Active) continue;
-            try
+            await _consumeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return; // the host's shutdown timeout fired: the channel's close cancels them anyway
+        }
+        try
+        {
+            if (_channel is not { IsOpen: true } channel)
+                return;
+            foreach (var consumer in _consumers)
             {
-                await channel.BasicCancelAsync(consumer.Tag, noWait: false, cancellationToken).ConfigureAwait(false);
+                if (consumer.CancelledByBroker || !consumer.Active) continue;
+                try
+                {
+                    await channel.BasicCancelAsync(consumer.Tag, noWait: false, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    Log.CancelFailed(_logger, ResiliencePipelines.Describe(ex));
+                }
             }
-            catch (Exception ex)
-            {
-                Log.CancelFailed(_logger, ResiliencePipelines.Describe(ex));
-            }
+        }
+        finally
+        {
+            _consumeLock.Release();
         }
     }
 
