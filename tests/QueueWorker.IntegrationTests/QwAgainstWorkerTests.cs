@@ -21,8 +21,19 @@ public class QwAgainstWorkerTests(WorkerFixture fixture) : IClassFixture<WorkerF
         using var process = Process.Start(psi)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        await process.WaitForExitAsync(cts.Token);
+        // CI-aware: a loaded 2-core machine has taken over 2 minutes for the sample batch (8 jobs and qw's start).
+        var limit = Waits.Seconds(120);
+        using var cts = new CancellationTokenSource(limit);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+            throw new TimeoutException($"qw {string.Join(' ', args)} did not exit within {limit.TotalSeconds:F0} s\nstdout:\n{await stdout}\nstderr:\n{await stderr}");
+        }
         return (process.ExitCode, await stdout, await stderr);
     }
 

@@ -16,8 +16,15 @@ namespace QueueWorker.IntegrationTests.Reliability;
 [Trait("Category", "Integration")]
 public sealed class FuzzThroughWorkerTests(ITestOutputHelper output)
 {
-    private const int Jobs = 300;
-    private const ulong Seed = 20261201;
+    // CI's size and seed; QW_FUZZ_WORKER_JOBS and QW_FUZZ_SEED set a long run (README, Reliability: Fuzzing).
+    private static readonly int Jobs = EnvInt("QW_FUZZ_WORKER_JOBS", 300);
+    private static readonly ulong Seed = (ulong)EnvInt("QW_FUZZ_SEED", 20261201);
+
+    private static int EnvInt(string name, int fallback) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } text
+            ? int.Parse(text, System.Globalization.CultureInfo.InvariantCulture) is var value and > 0 ? value
+                : throw new InvalidOperationException($"{name} must be a positive integer, got '{text}'")
+            : fallback;
 
     private sealed record Envelope(string? MessageId, string? ReplyTo, string? ContentType, string? ContentEncoding, long? Timestamp,
         string? Expiration, byte? Priority, bool Persistent, string? Type, Dictionary<string, object?>? Headers);
@@ -82,7 +89,8 @@ public sealed class FuzzThroughWorkerTests(ITestOutputHelper output)
         h.Settings["Logging:LogLevel:QueueWorker.Messaging"] = "Information";
         var worker = await h.StartWorkerAsync();
 
-        // A fixed seed: the same 300 cases every run (JobBodyGen's bodies, our envelopes).
+        // A fixed seed: the same cases every run (JobBodyGen's bodies, our envelopes); the seed is logged for replay.
+        h.Log($"{Jobs} jobs, seed {Seed}");
         var pcg = new PCG(1, Seed);
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var sent = new List<string>(Jobs);
@@ -99,7 +107,7 @@ public sealed class FuzzThroughWorkerTests(ITestOutputHelper output)
 
         var expected = sent.ToHashSet(StringComparer.Ordinal);
         await ReliabilityHarness.WaitUntilAsync(() => expected.All(c => h.JobResults.Any(r => r.CorrelationId == c)) || worker.HasExited,
-            $"a result for each of the {Jobs} jobs", TimeSpan.FromSeconds(150), TimeSpan.FromMilliseconds(250));
+            $"a result for each of the {Jobs} jobs", TimeSpan.FromSeconds(Math.Max(150, Jobs / 2)), TimeSpan.FromMilliseconds(250));
         h.Log($"all answered {started.Elapsed.TotalSeconds:F1} s after the first publish");
         await ReliabilityHarness.WaitUntilAsync(async () => await h.Broker.MessageCountAsync(h.DeadLetterQueue) == 0
                 && await h.Broker.MessageCountAsync(h.JobsQueue) == 0,
