@@ -112,7 +112,9 @@ internal sealed class TenantTurns
 /// (nginx's): at each admission every lane with waiting jobs gains its weight, the lane with the most credit is served
 /// (ties: the higher lane) and pays back the sum of the waiting lanes' weights. Deterministic; over any stretch in which
 /// the same lanes wait, each gets slots in proportion to its weight, spread out rather than in runs. A lane with no
-/// waiting job starts again from 0 (no credit saved up while idle, no debt carried).
+/// waiting job keeps its credit (every admission adds and takes away the same amount, so credits always sum to 0 and
+/// stay bounded): forgiving the debt of a lane that keeps going idle right after its turn would let a lane with one job
+/// at a time starve the others' turns (found by the property test).
 /// </summary>
 internal sealed class LaneTurns
 {
@@ -151,11 +153,9 @@ internal sealed class LaneTurns
         return best!.Value;
     }
 
-    /// <summary>One admission of <paramref name="served"/>: every waiting lane gains its weight, the served one pays the total, idle lanes reset.</summary>
+    /// <summary>One admission of <paramref name="served"/>: every waiting lane gains its weight, the served one pays the total.</summary>
     internal static void Apply(Dictionary<int, long> credit, int served, IReadOnlyDictionary<int, int> waiting)
     {
-        foreach (var rank in credit.Keys.Where(r => !waiting.ContainsKey(r)).ToList())
-            credit.Remove(rank);
         long total = 0;
         foreach (var (rank, weight) in waiting)
         {

@@ -193,7 +193,7 @@ public sealed class CompletionWindowTests : IDisposable
     {
         var input = _dir.File("in.jsonl");
         var output = _dir.File("out.jsonl");
-        await File.WriteAllLinesAsync(input, Enumerable.Range(1, 4).Select(i => $$"""{"custom_id":"c{{i}}","body":{"prompt":"x"}}"""));
+        await File.WriteAllLinesAsync(input, Enumerable.Range(1, 4).Select(i => $$$"""{"custom_id":"c{{{i}}}","url":"/v1/completions","body":{"prompt":"x"}}"""));
         var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 2, 0, 0, 0, TimeSpan.Zero));
         var expired = new JobExpiry(time.GetUtcNow() - TimeSpan.FromSeconds(1), "the completion window (--completion-window 1s)");
         var runner = new ExpiringRunner();

@@ -27,7 +27,7 @@ public sealed class CompletionWindowBrokerTests(BrokerFixture broker, Xunit.Abst
         worker.Answering = false;
         var input = _dir.File("in.jsonl");
         var output = _dir.File("out.jsonl");
-        await File.WriteAllLinesAsync(input, Enumerable.Range(1, 4).Select(i => $$"""{"custom_id":"w{{i}}","body":{"prompt":"p {{i}}"}}"""));
+        await File.WriteAllLinesAsync(input, Enumerable.Range(1, 4).Select(i => $$$"""{"custom_id":"w{{{i}}}","url":"/v1/completions","body":{"prompt":"p {{{i}}}"}}"""));
 
         var batch = Qw.RunAsync(Args(worker, input, output, "--max-in-flight", "1", "--completion-window", "3s"));
         await WaitUntil(() => !worker.Received.IsEmpty, Waits.Seconds(30));

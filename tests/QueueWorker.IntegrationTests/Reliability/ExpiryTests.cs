@@ -30,7 +30,7 @@ public sealed class ExpiryTests(ITestOutputHelper output)
             var results = Path.Combine(dir, "out.jsonl");
             var ids = Enumerable.Range(1, Lines).Select(i => $"exp-{i}-{Guid.NewGuid():N}"[..16]).ToList();
             await File.WriteAllLinesAsync(input, ids.Select(id =>
-                $$"""{"custom_id":"{{id}}","method":"POST","url":"/v1/completions","body":{"prompt":"Once upon a time","max_tokens":8}}"""));
+                $$$"""{"custom_id":"{{{id}}}","method":"POST","url":"/v1/completions","body":{"prompt":"Once upon a time","max_tokens":8}}"""));
             string[] args = ["batch", input, "--out", results, "--completion-window", "2s", "--max-in-flight", "8", "--progress-interval", "1"];
 
             var batch = StartQw(h, args);
