@@ -80,6 +80,8 @@ public sealed record GenerationRequest
     public DateTimeOffset? Deadline { get; init; }
     /// <summary>The rank of the lane the job came in on, 0 = highest: waiting jobs of a lower rank are admitted first.</summary>
     public int LaneRank { get; init; }
+    /// <summary>The weight of that lane (<c>RabbitMq:LaneWeights</c>): when every waiting job's lane has one, lanes share slots by weight; 0 = strict lane order.</summary>
+    public int LaneWeight { get; init; }
     /// <summary>Within a lane, waiting jobs of a higher priority are admitted first.</summary>
     public int Priority { get; init; }
     /// <summary>Who the job is for: within a lane and priority, free slots go round-robin between tenants. Null is one tenant.</summary>

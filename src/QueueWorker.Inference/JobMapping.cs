@@ -12,7 +12,8 @@ public static class JobMapping
 {
     /// <summary>A validated job as an engine request; absent sampling fields take <see cref="SamplingParams"/>'s defaults.</summary>
     /// <param name="laneRank">The rank of the lane the job came in on (0 = highest), see <see cref="GenerationRequest.LaneRank"/>.</param>
-    public static GenerationRequest ToGeneration(string id, JobRequest job, DateTimeOffset deadline, int laneRank = 0)
+    /// <param name="laneWeight">That lane's weight, 0 = strict lane order, see <see cref="GenerationRequest.LaneWeight"/>.</param>
+    public static GenerationRequest ToGeneration(string id, JobRequest job, DateTimeOffset deadline, int laneRank = 0, int laneWeight = 0)
     {
         var defaults = new SamplingParams();
         return new GenerationRequest
@@ -26,6 +27,7 @@ public static class JobMapping
             Deadline = deadline,
             Grammar = SchemaGrammars.For(job),
             LaneRank = laneRank,
+            LaneWeight = laneWeight,
             Priority = job.Priority ?? 0,
             Tenant = job.Tenant,
             Sampling = new SamplingParams

@@ -39,6 +39,7 @@ internal sealed class Scheduler
     private byte[] _pieceBuffer = new byte[64];
     private volatile Exception? _fault;
     private readonly TenantTurns _turns = new();
+    private readonly LaneTurns _laneTurns = new();
     private int _queued;
     private long _step;
     private long _sequence;
@@ -257,6 +258,8 @@ internal sealed class Scheduler
                     // Out of the waiting list only once admitted: a crash inside Admit must leave the job where
                     // FailAll finds it, or its caller would wait forever.
                     Admit(job, plan);
+                    // The lanes that had waiting jobs when this one was admitted (its own included): their credit moves.
+                    if (job.Request.LaneWeight > 0) _laneTurns.Served(job.Request.LaneRank, WaitingLanes());
                     _waiting.RemoveAt(i);
                     _turns.Served(job.Request.Tenant);
                     continue;
@@ -270,6 +273,14 @@ internal sealed class Scheduler
         }
     }
 
+    /// <summary>Each lane with a waiting job, with its weight.</summary>
+    private Dictionary<int, int> WaitingLanes()
+    {
+        var lanes = new Dictionary<int, int>();
+        foreach (var w in _waiting) lanes[w.Request.LaneRank] = w.Request.LaneWeight;
+        return lanes;
+    }
+
     /// <summary>Puts the waiting list in admission order (<see cref="WaitingOrder"/>): lane, priority, tenants round-robin.</summary>
     private void SortWaiting()
     {
@@ -277,9 +288,9 @@ internal sealed class Scheduler
         for (var i = 0; i < entries.Length; i++)
         {
             var r = _waiting[i].Request;
-            entries[i] = new WaitingOrder.Entry(r.LaneRank, r.Priority, r.Tenant, _waiting[i].Sequence);
+            entries[i] = new WaitingOrder.Entry(r.LaneRank, r.Priority, r.Tenant, _waiting[i].Sequence, r.LaneWeight);
         }
-        var order = WaitingOrder.Order(entries, _turns);
+        var order = WaitingOrder.Order(entries, _turns, _laneTurns);
         var sorted = order.Select(i => _waiting[i]).ToList();
         _waiting.Clear();
         _waiting.AddRange(sorted);

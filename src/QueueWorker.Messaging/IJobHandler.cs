@@ -27,6 +27,8 @@ public sealed record IncomingJob
     /// <summary>The lane it came in on (empty: the single default lane) and the lane's rank, 0 = highest.</summary>
     public string Lane { get; init; } = "";
     public int LaneRank { get; init; }
+    /// <summary>The lane's weight (<c>RabbitMq:LaneWeights</c>), 0 = lanes in strict order.</summary>
+    public int LaneWeight { get; init; }
 }
 
 /// <summary>Hears the control messages (see <see cref="ControlConsumerService"/>); the host forwards them to the job pipeline.</summary>

@@ -354,7 +354,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         BasicProperties? copy = null;
         try
         {
-            job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow()) with { Lane = lane.Lane, LaneRank = lane.Rank };
+            job = DeliveryMapper.ToIncomingJob(properties, body, redelivered, _timeProvider.GetUtcNow()) with { Lane = lane.Lane, LaneRank = lane.Rank, LaneWeight = lane.Weight };
             // Decided here, in delivery order, before the next delivery is seen (the pause depends on that order).
             admission = _isolation.Admit(job.PriorDeliveries);
             if (admission.Ticket.Action is DeliveryAction.Requeue or DeliveryAction.Park)

@@ -83,6 +83,14 @@ public sealed class RabbitMqOptions
     /// </summary>
     public IList<string> Lanes { get; init; } = [];
 
+    /// <summary>
+    /// Optional weights between <see cref="Lanes"/>, lane name → weight (1..1000), e.g. <c>{"interactive": 4, "batch": 1}</c>:
+    /// when several lanes have jobs waiting in the worker, free slots go to them in proportion to their weights (smooth
+    /// weighted round-robin), so a lower lane is never starved. Every lane must then have a weight. Empty (the default):
+    /// strict order, a higher lane's waiting job always first.
+    /// </summary>
+    public IDictionary<string, int> LaneWeights { get; init; } = new Dictionary<string, int>(StringComparer.Ordinal);
+
     /// <summary>The fanout exchange of control messages (cancel); every worker binds its own exclusive queue to it.</summary>
     [Required, MinLength(1)]
     public string ControlExchange { get; set; } = "llm.control";
@@ -101,7 +109,8 @@ public sealed class RabbitMqOptions
     /// <summary>The queues the worker consumes, highest lane first, each with its dead-letter queue.</summary>
     public IReadOnlyList<LaneQueue> LaneQueues => Lanes.Count == 0
         ? [new LaneQueue("", JobsQueue, EffectiveDeadLetterQueue, 0)]
-        : [.. Lanes.Select((lane, rank) => new LaneQueue(lane, LaneQueueName(JobsQueue, lane), LaneQueueName(JobsQueue, lane) + ".dlq", rank))];
+        : [.. Lanes.Select((lane, rank) => new LaneQueue(lane, LaneQueueName(JobsQueue, lane), LaneQueueName(JobsQueue, lane) + ".dlq", rank,
+            LaneWeights.TryGetValue(lane, out var weight) ? weight : 0))];
 
     /// <summary>The queue of <paramref name="lane"/>: <c>{jobsQueue}.{lane}</c>; empty lane = <paramref name="jobsQueue"/> itself.</summary>
     public static string LaneQueueName(string jobsQueue, string? lane) => string.IsNullOrEmpty(lane) ? jobsQueue : jobsQueue + "." + lane;
@@ -109,5 +118,8 @@ public sealed class RabbitMqOptions
     public string EffectiveDeadLetterQueue => string.IsNullOrWhiteSpace(DeadLetterQueue) ? JobsQueue + ".dlq" : DeadLetterQueue;
 }
 
-/// <summary>One priority lane: its name (empty for the single default lane), queue, dead-letter queue and rank (0 = highest).</summary>
-public sealed record LaneQueue(string Lane, string Queue, string DeadLetterQueue, int Rank);
+/// <summary>
+/// One priority lane: its name (empty for the single default lane), queue, dead-letter queue, rank (0 = highest) and
+/// weight (<see cref="RabbitMqOptions.LaneWeights"/>; 0 = strict order between lanes).
+/// </summary>
+public sealed record LaneQueue(string Lane, string Queue, string DeadLetterQueue, int Rank, int Weight = 0);

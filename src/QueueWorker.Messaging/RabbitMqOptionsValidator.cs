@@ -45,6 +45,7 @@ public sealed class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
             else if (lanes.Take(i).Contains(lane, StringComparer.Ordinal))
                 errors.Add($"RabbitMq:Lanes:{i} '{lane}' is given twice.");
         }
+        ValidateWeights(lanes, options.LaneWeights, errors);
         if (options.ControlExchange is { Length: > 0 } control && control.StartsWith("amq.", StringComparison.Ordinal))
             errors.Add($"RabbitMq:ControlExchange '{control}' starts with 'amq.', a prefix the broker reserves for itself.");
 
@@ -53,6 +54,31 @@ public sealed class RabbitMqOptionsValidator : IValidateOptions<RabbitMqOptions>
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
+
+    /// <summary>Weights are all or nothing: each names a lane, each lane has one, each from 1 to <see cref="MaxLaneWeight"/>.</summary>
+    private static void ValidateWeights(IList<string> lanes, IDictionary<string, int>? weights, List<string> errors)
+    {
+        if (weights is null || weights.Count == 0)
+            return;
+        if (lanes.Count == 0)
+        {
+            errors.Add("RabbitMq:LaneWeights is set but RabbitMq:Lanes is empty: weights share slots between lanes; declare the lanes, or remove the weights.");
+            return;
+        }
+        foreach (var (lane, weight) in weights)
+        {
+            if (!lanes.Contains(lane, StringComparer.Ordinal))
+                errors.Add($"RabbitMq:LaneWeights:{lane} names no lane of RabbitMq:Lanes ({string.Join(", ", lanes)}).");
+            else if (weight is < 1 or > MaxLaneWeight)
+                errors.Add($"RabbitMq:LaneWeights:{lane} is {weight}; a weight must be from 1 to {MaxLaneWeight}.");
+        }
+        var missing = lanes.Where(l => !weights.ContainsKey(l)).ToList();
+        if (missing.Count > 0)
+            errors.Add($"RabbitMq:LaneWeights gives no weight to {string.Join(", ", missing)}: give every lane of RabbitMq:Lanes a weight, or none (strict order).");
+    }
+
+    /// <summary>The largest lane weight: enough for any sensible share, small enough that credit sums never overflow.</summary>
+    public const int MaxLaneWeight = 1000;
 
     private static void ValidateUri(string? value, List<string> errors)
     {

@@ -34,6 +34,9 @@ public sealed record JobInput
 
     /// <summary>The rank of the lane the job came in on, 0 = highest: the engine admits lower ranks first.</summary>
     public int LaneRank { get; init; }
+
+    /// <summary>That lane's weight (<c>RabbitMq:LaneWeights</c>), 0 = lanes in strict order.</summary>
+    public int LaneWeight { get; init; }
 }
 
 /// <summary>A body size limit and the configuration key it comes from, so the error tells the operator what to change.</summary>

@@ -22,8 +22,9 @@ public enum JobStage
 /// <param name="Expiration">Its time to live from <paramref name="PublishedAt"/> (else from receipt), if any.</param>
 /// <param name="DeliveryCount">Earlier deliveries of the same job.</param>
 /// <param name="LaneRank">The transport lane's rank, 0 = highest (see <c>RabbitMq:Lanes</c>): the engine admits lower ranks first.</param>
+/// <param name="LaneWeight">That lane's weight (<c>RabbitMq:LaneWeights</c>): lanes share slots by weight; 0 = strict lane order.</param>
 public readonly record struct JobArrival(DateTimeOffset ReceivedAt, DateTimeOffset? PublishedAt = null, TimeSpan? Expiration = null, long DeliveryCount = 0,
-    int LaneRank = 0)
+    int LaneRank = 0, int LaneWeight = 0)
 {
     /// <summary>
     /// A job submitted inside this process (<c>qw --local</c>): there is no queue, so publish and receipt are the same
@@ -79,7 +80,7 @@ public sealed class JobPipeline
     public Task<JobResult> RunAsync(JobInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return ProcessAsync(input, null, new JobArrival(input.ReceivedAt, input.PublishedAt, input.Expiration, input.DeliveryCount, input.LaneRank), cancellationToken);
+        return ProcessAsync(input, null, new JobArrival(input.ReceivedAt, input.PublishedAt, input.Expiration, input.DeliveryCount, input.LaneRank, input.LaneWeight), cancellationToken);
     }
 
     /// <summary>A job validated already (<c>qw --local</c> parses its input itself): the envelope and parse stages are skipped.</summary>
@@ -143,7 +144,7 @@ public sealed class JobPipeline
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, tracked.Token);
                 try
                 {
-                    generated = await _engine.GenerateAsync(JobMapping.ToGeneration(id, job, deadline.At, arrival.LaneRank), linked.Token).ConfigureAwait(false);
+                    generated = await _engine.GenerateAsync(JobMapping.ToGeneration(id, job, deadline.At, arrival.LaneRank, arrival.LaneWeight), linked.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (tracked.IsCancelled && !cancellationToken.IsCancellationRequested)
                 {

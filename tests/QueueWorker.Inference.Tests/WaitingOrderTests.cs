@@ -85,4 +85,163 @@ public sealed class WaitingOrderTests
                 Assert.Equal(tenant.Select(e => e.Sequence).Order(), tenant.Select(e => e.Sequence));
         });
     }
+
+    // Weighted lanes (RabbitMq:LaneWeights): smooth weighted round-robin between the lanes with waiting jobs.
+
+    /// <summary>Admits the first job of the order, as the scheduler does: the lanes' credit moves, the job leaves the list.</summary>
+    private static WaitingOrder.Entry AdmitFirst(List<WaitingOrder.Entry> waiting, TenantTurns turns, LaneTurns lanes)
+    {
+        var first = WaitingOrder.Order(waiting, turns, lanes)[0];
+        var job = waiting[first];
+        var lanesWaiting = new Dictionary<int, int>();
+        foreach (var w in waiting) lanesWaiting[w.LaneRank] = w.LaneWeight;
+        lanes.Served(job.LaneRank, lanesWaiting);
+        turns.Served(job.Tenant);
+        waiting.RemoveAt(first);
+        return job;
+    }
+
+    private static WaitingOrder.Entry W(long seq, int lane, int weight, int priority = 0, string? tenant = null) => new(lane, priority, tenant, seq, weight);
+
+    [Fact]
+    public void Order_WeightsThreeToOne_InterleavedThreeToOne()
+    {
+        var entries = Enumerable.Range(0, 8).Select(i => W(i, lane: 0, weight: 3)).Concat(Enumerable.Range(8, 8).Select(i => W(i, lane: 1, weight: 1))).ToList();
+
+        var lanes = WaitingOrder.Order(entries, new TenantTurns(), new LaneTurns()).Select(i => entries[i].LaneRank).Take(8);
+
+        // Smooth: the lower lane's turn comes inside every four slots, not after a run of the higher lane's.
+        Assert.Equal([0, 0, 1, 0, 0, 0, 1, 0], lanes);
+    }
+
+    [Fact]
+    public void Order_WeightsButNoLaneTurns_StrictAsBefore()
+    {
+        WaitingOrder.Entry[] entries = [W(0, lane: 1, weight: 1), W(1, lane: 0, weight: 1), W(2, lane: 1, weight: 1)];
+
+        Assert.Equal([1L, 0, 2], Sequences(entries));
+    }
+
+    [Fact]
+    public void Order_OneLaneWithoutWeight_StrictOrder()
+    {
+        WaitingOrder.Entry[] entries = [W(0, lane: 1, weight: 5), W(1, lane: 0, weight: 0), W(2, lane: 1, weight: 5)];
+
+        Assert.Equal([1L, 0, 2], WaitingOrder.Order(entries, new TenantTurns(), new LaneTurns()).Select(i => entries[i].Sequence));
+    }
+
+    [Fact]
+    public void Order_Weighted_DoesNotChangeLaneTurns()
+    {
+        var lanes = new LaneTurns();
+        WaitingOrder.Order([W(0, 0, 2), W(1, 1, 1)], new TenantTurns(), lanes);
+
+        Assert.Equal(0, lanes.Credit(0));
+        Assert.Equal(0, lanes.Credit(1));
+    }
+
+    private static readonly Gen<int[]> Weights = Gen.Int[1, 10].Array[2, 4];
+
+    /// <summary>
+    /// Every lane keeps jobs waiting (a backlog it never runs out of): after any number n of admissions, each lane has had
+    /// n × its share of the weights, within 1 either way (smooth weighted round-robin's bound).
+    /// </summary>
+    [Fact]
+    public void Property_AllLanesBacklogged_EveryPrefixFollowsTheWeightsWithinOne()
+    {
+        Weights.Sample(weights =>
+        {
+            var total = weights.Sum();
+            var waiting = new List<WaitingOrder.Entry>();
+            long seq = 0;
+            for (var lane = 0; lane < weights.Length; lane++)
+                for (var j = 0; j < 3 * total; j++) waiting.Add(W(seq++, lane, weights[lane]));
+            var (turns, lanes) = (new TenantTurns(), new LaneTurns());
+            var counts = new int[weights.Length];
+            for (var n = 1; n <= 2 * total; n++)
+            {
+                counts[AdmitFirst(waiting, turns, lanes).LaneRank]++;
+                for (var lane = 0; lane < weights.Length; lane++)
+                {
+                    var expected = (double)n * weights[lane] / total;
+                    if (Math.Abs(counts[lane] - expected) > 1)
+                        return false;
+                }
+            }
+            // Over whole rounds, exactly the weights.
+            return counts.Select((c, lane) => c == 2 * weights[lane]).All(x => x);
+        });
+    }
+
+    /// <summary>
+    /// Any arrivals on any lanes, one admission at a time: a lane with a waiting job is served before more than twice the
+    /// sum of the weights of admissions go to other lanes (no starvation, whatever the weights, arrivals and credit; the
+    /// worst seen in a simulation of 9000 random runs of up to 1000 admissions was 1.25 times the sum).
+    /// </summary>
+    [Fact]
+    public void Property_AnyArrivals_NoLaneWithWaitingWorkStarves()
+    {
+        var step = Gen.Int[0, 3].Array[0, 3]; // the lanes of the jobs that arrive before the next admission
+        Gen.Select(Weights, step.Array[1, 120]).Sample((weights, steps) =>
+        {
+            var total = weights.Sum();
+            var waiting = new List<WaitingOrder.Entry>();
+            var (turns, lanes) = (new TenantTurns(), new LaneTurns());
+            var passedOver = new int[weights.Length]; // admissions to other lanes while this one waited
+            long seq = 0;
+            foreach (var arrivals in steps)
+            {
+                foreach (var lane in arrivals.Where(l => l < weights.Length))
+                    waiting.Add(W(seq++, lane, weights[lane], tenant: (seq % 3).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                if (waiting.Count == 0) continue;
+                var served = AdmitFirst(waiting, turns, lanes).LaneRank;
+                for (var lane = 0; lane < weights.Length; lane++)
+                {
+                    if (lane == served || !waiting.Any(w => w.LaneRank == lane)) passedOver[lane] = 0;
+                    else if (++passedOver[lane] > 2 * total) return false;
+                }
+            }
+            return true;
+        });
+    }
+
+    /// <summary>The lanes' order the scheduler gets after admitting the first job is the rest of the one it had: the replay and the real credit agree.</summary>
+    [Fact]
+    public void Property_Weighted_AdmittingTheFirstLeavesTheRestOfTheOrder()
+    {
+        var entry = Gen.Select(Gen.Int[0, 2], Gen.Int[-1, 1], Gen.Int[0, 2]);
+        Gen.Select(Gen.Int[1, 5].Array[3], entry.Array[1, 25], Gen.Int[0, 6]).Sample((weights, raw, warmup) =>
+        {
+            var waiting = raw.Select((e, i) => W(i, e.Item1, weights[e.Item1], e.Item2, e.Item3 == 0 ? null : e.Item3.ToString(System.Globalization.CultureInfo.InvariantCulture))).ToList();
+            var (turns, lanes) = (new TenantTurns(), new LaneTurns());
+            for (var i = 0; i < warmup && waiting.Count > 1; i++) AdmitFirst(waiting, turns, lanes);
+            // Lanes only: which tenant goes first inside a lane rightly changes once a tenant has been served.
+            var before = WaitingOrder.Order(waiting, turns, lanes).Select(i => waiting[i].LaneRank).ToList();
+            AdmitFirst(waiting, turns, lanes);
+            var after = WaitingOrder.Order(waiting, turns, lanes).Select(i => waiting[i].LaneRank).ToList();
+            return before.Skip(1).SequenceEqual(after);
+        });
+    }
+
+    [Fact]
+    public void Property_Weighted_PermutationKeepingEachLanesPriorityAndTenantOrder()
+    {
+        var entry = Gen.Select(Gen.Int[0, 2], Gen.Int[-2, 2], Gen.Int[0, 3].Select(t => t == 0 ? null : ((char)('a' + t - 1)).ToString()));
+        Gen.Select(Gen.Int[1, 9].Array[3], entry.Array[0, 30]).Sample((weights, raw) =>
+        {
+            var entries = raw.Select((e, i) => W(i, e.Item1, weights[e.Item1], e.Item2, e.Item3)).ToArray();
+            var order = WaitingOrder.Order(entries, new TenantTurns(), new LaneTurns());
+
+            Assert.Equal(Enumerable.Range(0, entries.Length), order.Order());
+            var ordered = order.Select(i => entries[i]).ToList();
+            foreach (var lane in ordered.GroupBy(e => e.LaneRank))
+            {
+                var inLane = lane.ToList();
+                for (var i = 1; i < inLane.Count; i++)
+                    Assert.True(inLane[i - 1].Priority >= inLane[i].Priority, "priorities in order within a lane");
+                foreach (var tenant in inLane.GroupBy(e => (e.Priority, e.Tenant)))
+                    Assert.Equal(tenant.Select(e => e.Sequence).Order(), tenant.Select(e => e.Sequence));
+            }
+        });
+    }
 }

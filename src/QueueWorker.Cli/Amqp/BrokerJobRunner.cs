@@ -66,6 +66,14 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
             while (true)
             {
                 var session = await GetSessionAsync(cancellationToken);
+                // Checked before every publish, the first and each one after a reconnect: a job whose time is up is
+                // answered here, not sent (the broker would only dead-letter it) and never dropped.
+                if (submission.Expiry is { } expiry && expiry.HasPassed(time.GetUtcNow()))
+                {
+                    Counters.AddExpiredUnpublished();
+                    LogExpiredBeforePublish(submission.Id, expiry.Source);
+                    return expiry.NotPublished(submission.Id);
+                }
                 if (attempt++ > 0)
                 {
                     Counters.AddResubmitted();
@@ -99,6 +107,10 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
             Timestamp = new AmqpTimestamp(now.ToUnixTimeSeconds()),
             // Millisecond publish time for the worker's queued_ms (the AMQP timestamp has one-second resolution).
             Headers = new Dictionary<string, object?> { [DeliveryMapper.TimestampInMsHeader] = now.ToUnixTimeMilliseconds() },
+            // The time left, from the same instant as the timestamp: the broker dead-letters the job when it runs out in the
+            // queue (the worker answers it deadline_exceeded) and the worker's deadline rule ends it then if it runs.
+            // A job out of time between the check in RunAsync and here still goes, with 1 ms: the worker answers it.
+            Expiration = submission.Expiry is { } expiry ? expiry.AmqpExpiration(now) ?? "1" : null,
         };
         try
         {
@@ -326,6 +338,9 @@ internal sealed partial class BrokerJobRunner(RabbitMqOptions options, string co
 
     [LoggerMessage(EventId = 5007, Level = LogLevel.Warning, Message = "The jobs queue {Queue} does not exist (publish returned); waiting for a worker to declare it")]
     private partial void LogQueueMissing(string queue);
+
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Warning, Message = "Job {JobId} not published: {Source} has ended; answered deadline_exceeded")]
+    private partial void LogExpiredBeforePublish(string jobId, string source);
 
     [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "The broker refused job {JobId} (nack: the queue is full or has no quorum); publishing it again after a pause")]
     private partial void LogPublishNacked(string jobId);

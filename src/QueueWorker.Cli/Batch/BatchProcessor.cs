@@ -7,7 +7,9 @@ namespace QueueWorker.Cli.Batch;
 
 /// <summary>What <see cref="BatchProcessor"/> needs to know; the command fills it from flags and configuration.</summary>
 /// <param name="BatchId">Every job's <c>batch_id</c>; null leaves the lines' own.</param>
-internal sealed record BatchOptions(string InputPath, string OutputPath, int MaxInFlight, JobLimits Limits, int MaxJobBytes, string? BatchId = null);
+/// <param name="Expiry">The end of the batch's completion window (<c>--completion-window</c>), set on every job; null: none.</param>
+internal sealed record BatchOptions(string InputPath, string OutputPath, int MaxInFlight, JobLimits Limits, int MaxJobBytes, string? BatchId = null,
+    JobExpiry? Expiry = null);
 
 internal enum BatchOutcome
 {
@@ -152,7 +154,8 @@ internal sealed class BatchProcessor(IJobRunner runner, BatchOptions options, Ti
             await foreach (var request in queue.ReadAllAsync(failed.Token))
             {
                 var started = time.GetTimestamp();
-                var result = await runner.RunAsync(request.Submission, failed.Token);
+                var submission = options.Expiry is null ? request.Submission : request.Submission with { Expiry = options.Expiry };
+                var result = await runner.RunAsync(submission, failed.Token);
                 var latency = time.GetElapsedTime(started);
                 if (result.Error?.Code == ErrorCodes.Cancelled)
                 {

@@ -77,6 +77,8 @@ internal static class BatchProgress
         Row("Already in the output (skipped)", s.Skipped.ToString(c));
         Row("Completed", s.Completed.ToString(c));
         Row("Failed jobs", s.FailedJobs.ToString(c));
+        if (s.Expired > 0) Row("  of which deadline_exceeded", s.Expired.ToString(c));
+        if (counters.ExpiredUnpublished > 0) Row("  of which not published (window over)", counters.ExpiredUnpublished.ToString(c));
         Row("Invalid input lines", s.InvalidLines.ToString(c));
         Row("Wall time", Duration(s.Elapsed));
         Row("Jobs/s", s.JobsPerSecond.ToString("F2", c));

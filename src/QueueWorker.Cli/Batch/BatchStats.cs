@@ -13,6 +13,7 @@ internal sealed class BatchStats(TimeProvider time)
     private long _completed;
     private long _failedJobs;
     private long _invalidLines;
+    private long _expired;
     private long _promptTokens;
     private long _completionTokens;
 
@@ -28,6 +29,8 @@ internal sealed class BatchStats(TimeProvider time)
     public long FailedJobs => Interlocked.Read(ref _failedJobs);
     /// <summary>Input lines that could not become a job (written as error lines) in this run.</summary>
     public long InvalidLines => Interlocked.Read(ref _invalidLines);
+    /// <summary>Of <see cref="FailedJobs"/>, those answered <c>deadline_exceeded</c> (out of time: the completion window, or the job's timeout).</summary>
+    public long Expired => Interlocked.Read(ref _expired);
     public long Failures => FailedJobs + InvalidLines;
     /// <summary>Output lines written in this run.</summary>
     public long Written => Completed + FailedJobs + InvalidLines;
@@ -42,6 +45,7 @@ internal sealed class BatchStats(TimeProvider time)
     {
         if (result.Status == JobStatus.Completed) Interlocked.Increment(ref _completed);
         else Interlocked.Increment(ref _failedJobs);
+        if (result.Error?.Code == ErrorCodes.DeadlineExceeded) Interlocked.Increment(ref _expired);
         if (result.Usage is { } usage)
         {
             Interlocked.Add(ref _promptTokens, usage.PromptTokens);

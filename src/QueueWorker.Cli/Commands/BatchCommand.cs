@@ -33,6 +33,10 @@ internal sealed class BatchCommand(CliConsole console, TimeProvider time) : Asyn
         [Description("The batch id set on every job (qw cancel BATCH_ID cancels them). Default: a new one per run, so a resumed run is not cancelled with the old one.")]
         public string? BatchId { get; set; }
 
+        [CommandOption("--completion-window <DURATION>")]
+        [Description("OpenAI's completion_window: every job expires this long after the batch starts (e.g. 24h, 30m, 90s, 2d). A job still queued then is answered deadline_exceeded; one running then stops.")]
+        public string? CompletionWindow { get; set; }
+
         [CommandOption("--progress-interval <SECONDS>")]
         [Description("Seconds between progress lines when output is not a terminal.")]
         [DefaultValue(5.0)]
@@ -51,6 +55,7 @@ internal sealed class BatchCommand(CliConsole console, TimeProvider time) : Asyn
             throw new CliException($"--progress-interval must be more than 0 seconds, got {settings.ProgressInterval.ToString(CultureInfo.InvariantCulture)}.");
         if (!File.Exists(settings.Input))
             throw new CliException($"input file {settings.Input} does not exist.");
+        TimeSpan? window = settings.CompletionWindow is null ? null : Durations.ParseFlag("--completion-window", settings.CompletionWindow);
 
         var configuration = CliConfiguration.Build(settings.Set, settings.Uri);
         var rabbit = CliConfiguration.RabbitMq(configuration, needsBroker: !settings.Local);
@@ -66,13 +71,24 @@ internal sealed class BatchCommand(CliConsole console, TimeProvider time) : Asyn
 
         if (!settings.Local)
             console.Message($"batch id {batchId} (qw cancel {batchId} cancels what is left; Ctrl-C does too)");
-        var processor = new BatchProcessor(runner, new BatchOptions(settings.Input, settings.Out, settings.MaxInFlight, limits, rabbit.MaxJobBytes, batchId), time);
+        // The window runs from now, when the first job can go: one end for every line, so a line published late gets what
+        // is left of it (a resumed run starts a new window).
+        JobExpiry? expiry = null;
+        if (window is { } w)
+        {
+            expiry = new JobExpiry(time.GetUtcNow() + w, $"the completion window (--completion-window {Durations.Format(w)})");
+            console.Message($"completion window {Durations.Format(w)}: jobs not finished by {expiry.At.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z are answered deadline_exceeded.");
+        }
+        var processor = new BatchProcessor(runner, new BatchOptions(settings.Input, settings.Out, settings.MaxInFlight, limits, rabbit.MaxJobBytes, batchId, expiry), time);
         var outcome = await BatchProgress.TrackAsync(console, logs, processor.Stats, runner.Counters,
             TimeSpan.FromSeconds(settings.ProgressInterval), time, () => processor.RunAsync(cancellationToken));
 
         if (processor.Resume is { TruncatedBytes: > 0 } resume)
             console.Message($"repaired {settings.Out}: removed a partial last line ({resume.TruncatedBytes} bytes) left by an interrupted run.");
         BatchProgress.WriteSummary(console, processor.Stats, runner.Counters, runner.Description, settings.Out, outcome);
+        if (runner.Counters.ExpiredUnpublished > 0)
+            console.Message($"{runner.Counters.ExpiredUnpublished} lines were not published: the completion window had ended before their turn. " +
+                            "Each has a deadline_exceeded error line; a resumed run skips them (drop those lines to retry them).");
 
         if (outcome == BatchOutcome.Interrupted)
         {

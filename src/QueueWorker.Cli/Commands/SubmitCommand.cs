@@ -63,6 +63,10 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         [DefaultValue(120.0)]
         public double Timeout { get; set; } = 120;
 
+        [CommandOption("--expires-in <DURATION>")]
+        [Description("The job's AMQP expiration (e.g. 30m, 90s): still in the queue after this long, it is dead-lettered and answered deadline_exceeded; running then, it stops.")]
+        public string? ExpiresIn { get; set; }
+
         [CommandOption("--id <ID>")]
         [Description("Job id (default: a new qw-<guid>).")]
         public string? Id { get; set; }
@@ -108,11 +112,15 @@ internal sealed class SubmitCommand(CliConsole console, TimeProvider time) : Asy
         if (!(settings.Timeout > 0 && settings.Timeout <= 7 * 24 * 3600))
             throw new CliException($"--timeout must be more than 0 and at most 604800 seconds (7 days), got {settings.Timeout.ToString(CultureInfo.InvariantCulture)}.");
 
+        TimeSpan? expiresIn = settings.ExpiresIn is null ? null : Durations.ParseFlag("--expires-in", settings.ExpiresIn);
+
         var body = await BuildBodyAsync(settings, cancellationToken);
         var built = JobBuilder.Build(body, limits, rabbit.MaxJobBytes);
         if (built.Error is { } error)
             throw new CliException($"{FlagFor(error.Field)}: {error.Message}");
         var submission = built.Submission!;
+        if (expiresIn is { } ttl)
+            submission = submission with { Expiry = new JobExpiry(time.GetUtcNow() + ttl, $"--expires-in {Durations.Format(ttl)}") };
 
         var level = settings.Verbose ? LogLevel.Debug : LogLevel.Warning;
         using var logs = new CliLoggerProvider(console, level);

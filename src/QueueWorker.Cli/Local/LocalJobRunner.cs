@@ -73,7 +73,20 @@ internal sealed class LocalJobRunner : IJobRunner
     public Task<JobResult> RunAsync(JobSubmission submission, CancellationToken cancellationToken)
     {
         var pipeline = _pipeline ?? throw new InvalidOperationException("StartAsync first.");
-        return pipeline.RunAsync(submission.Job, JobArrival.InProcess(_time.GetUtcNow()), cancellationToken);
+        var now = _time.GetUtcNow();
+        var arrival = JobArrival.InProcess(now);
+        if (submission.Expiry is { } expiry)
+        {
+            // As through the broker: out of time before its turn, answered without running; else the time left is its
+            // expiration, which the pipeline's deadline rule honours (while it waits for a slot and while it runs).
+            if (expiry.HasPassed(now))
+            {
+                Counters.AddExpiredUnpublished();
+                return Task.FromResult(expiry.NotPublished(submission.Id));
+            }
+            arrival = arrival with { Expiration = expiry.At - now };
+        }
+        return pipeline.RunAsync(submission.Job, arrival, cancellationToken);
     }
 
     private void Use(IInferenceEngine engine, InferenceOptions options, string? servedModel = null)

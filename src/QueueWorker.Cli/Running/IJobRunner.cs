@@ -29,6 +29,9 @@ internal interface IJobRunner : IAsyncDisposable
 internal sealed record JobSubmission(JobRequest Job, ReadOnlyMemory<byte> Body)
 {
     public string Id => Job.Id!;
+
+    /// <summary>When the job expires (<c>--completion-window</c>, <c>--expires-in</c>); null: never.</summary>
+    public JobExpiry? Expiry { get; init; }
 }
 
 /// <summary>What a runner did beyond running jobs; read from any thread.</summary>
@@ -37,6 +40,7 @@ internal sealed class RunnerCounters
     private long _resubmitted;
     private long _duplicatesDropped;
     private long _reconnects;
+    private long _expiredUnpublished;
     private volatile string? _status;
 
     /// <summary>Jobs published again because the connection was lost before their result came.</summary>
@@ -44,10 +48,13 @@ internal sealed class RunnerCounters
     /// <summary>Results dropped because their job was already answered (same message_id) or is unknown.</summary>
     public long DuplicatesDropped => Interlocked.Read(ref _duplicatesDropped);
     public long Reconnects => Interlocked.Read(ref _reconnects);
+    /// <summary>Jobs answered <c>deadline_exceeded</c> by qw itself: their expiry passed before they were published (or published again).</summary>
+    public long ExpiredUnpublished => Interlocked.Read(ref _expiredUnpublished);
     /// <summary>A transient condition worth showing (e.g. "reconnecting"), or null.</summary>
     public string? Status { get => _status; set => _status = value; }
 
     public void AddResubmitted() => Interlocked.Increment(ref _resubmitted);
     public void AddDuplicateDropped() => Interlocked.Increment(ref _duplicatesDropped);
     public void AddReconnect() => Interlocked.Increment(ref _reconnects);
+    public void AddExpiredUnpublished() => Interlocked.Increment(ref _expiredUnpublished);
 }

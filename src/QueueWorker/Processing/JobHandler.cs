@@ -28,5 +28,6 @@ public sealed class JobHandler(JobPipeline pipeline, IOptions<RabbitMqOptions> r
         Expiration = job.Expiration,
         DeliveryCount = job.DeliveryCount,
         LaneRank = job.LaneRank,
+        LaneWeight = job.LaneWeight,
     };
 }

@@ -6,7 +6,8 @@ using RabbitMQ.Client.Events;
 namespace QueueWorker.Cli.Tests.Broker;
 
 /// <summary>One job as the fake worker received it, with its AMQP properties.</summary>
-public sealed record ReceivedJob(string? MessageId, string? CorrelationId, string? ReplyTo, string? ContentType, bool Persistent, long Timestamp, byte[] Body, JobRequest? Job);
+public sealed record ReceivedJob(string? MessageId, string? CorrelationId, string? ReplyTo, string? ContentType, bool Persistent, long Timestamp, byte[] Body, JobRequest? Job,
+    string? Expiration = null);
 
 /// <summary>
 /// Plays the worker's side of the contract with raw RabbitMQ.Client code, so qw is tested before the
@@ -63,7 +64,7 @@ public sealed class FakeWorker : IAsyncDisposable
         var p = delivery.BasicProperties;
         var body = delivery.Body.ToArray();
         var parsed = JobParser.Parse(body, JobLimits.Default, p.MessageId);
-        var job = new ReceivedJob(p.MessageId, p.CorrelationId, p.ReplyTo, p.ContentType, p.Persistent, p.Timestamp.UnixTime, body, parsed.Job);
+        var job = new ReceivedJob(p.MessageId, p.CorrelationId, p.ReplyTo, p.ContentType, p.Persistent, p.Timestamp.UnixTime, body, parsed.Job, p.Expiration);
         Received.Enqueue(job);
         if (!Answering)
         {
