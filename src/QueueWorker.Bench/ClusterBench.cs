@@ -45,6 +45,9 @@ public sealed record ClusterBenchPlan(
 /// <summary>One layout's throughput over the rounds (jobs/s from the first publish to the last result).</summary>
 public sealed record LayoutResult(WorkerLayout Layout, IReadOnlyList<double> JobsPerSecond, IReadOnlyDictionary<string, int> ResultsByWorker);
 
+/// <summary>Everything <c>qwbench cluster</c> measured; the mean job and result sizes are those of the scale-out rounds.</summary>
+public sealed record ClusterBenchResult(IReadOnlyList<LayoutResult> Layouts, IReadOnlyList<BrokerLoadResult> Broker, int MeanJobBytes, int MeanResultBytes);
+
 /// <summary>
 /// Scale-out on a cluster: the same short jobs through 1, 2, 3… worker processes (each layout freshly started on its own
 /// queues, rounds interleaved so that a change of machine load hits every layout alike), then the broker's own
@@ -55,7 +58,11 @@ public sealed class ClusterBenchRunner(ClusterBenchPlan plan, Action<string> log
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(300);
     private int _nextId;
 
-    public async Task<(IReadOnlyList<LayoutResult> Layouts, IReadOnlyList<BrokerLoadResult> Broker)> RunAsync(CancellationToken ct)
+    private long _jobBytes;
+    private long _resultBytes;
+    private long _measured;
+
+    public async Task<ClusterBenchResult> RunAsync(CancellationToken ct)
     {
         var endpoints = BrokerEndpoints.Parse(plan.BrokerUri, "--broker-uri");
         var producerUri = plan.BrokerUri.Split(',')[0].Trim();
@@ -78,9 +85,17 @@ public sealed class ClusterBenchRunner(ClusterBenchPlan plan, Action<string> log
         }
 
         var layouts = plan.Layouts.Select(l => new LayoutResult(l, rates[l], byWorker[l])).ToList();
+        var meanJob = (int)(_jobBytes / Math.Max(1, _measured));
+        var meanResult = (int)(_resultBytes / Math.Max(1, _measured));
+        log($"mean sizes of the scale-out rounds: job {meanJob} B, result {meanResult} B");
         var load = new List<BrokerLoadResult>();
-        if (plan.BrokerLoad is { } loadPlan)
+        if (plan.BrokerLoad is { } given)
         {
+            var loadPlan = given with
+            {
+                JobBytes = given.JobBytes > 0 ? given.JobBytes : meanJob,
+                ResultBytes = given.ResultBytes > 0 ? given.ResultBytes : meanResult,
+            };
             for (var round = 0; round < loadPlan.Rounds; round++)
             {
                 var result = await BrokerLoad.RunAsync(endpoints, loadPlan, ct);
@@ -89,7 +104,7 @@ public sealed class ClusterBenchRunner(ClusterBenchPlan plan, Action<string> log
             }
         }
 
-        return (layouts, load);
+        return new ClusterBenchResult(layouts, load, meanJob, meanResult);
     }
 
     private async Task<double> RoundAsync(BenchBroker broker, WorkerLayout layout, int round, Dictionary<string, int>? byWorker, CancellationToken ct)
@@ -109,8 +124,9 @@ public sealed class ClusterBenchRunner(ClusterBenchPlan plan, Action<string> log
             var start = Stopwatch.GetTimestamp();
             for (var i = 0; i < plan.Jobs; i++)
             {
-                var id = $"scale-{Interlocked.Increment(ref _nextId)}";
-                waits.Add(await broker.PublishAsync(queues.Jobs, results, WorkerBenchRunner.SmallJob(i, id), ct));
+                var job = WorkerBenchRunner.SmallJob(i, $"scale-{Interlocked.Increment(ref _nextId)}");
+                _jobBytes += JobSerializer.Serialize(job).Length;
+                waits.Add(await broker.PublishAsync(queues.Jobs, results, job, ct));
             }
 
             ArrivedResult[] arrived;
@@ -130,6 +146,8 @@ public sealed class ClusterBenchRunner(ClusterBenchPlan plan, Action<string> log
                 throw new InvalidOperationException($"{layout}: job {failed.Result.Id} failed: {failed.Result.Error?.Code}: {failed.Result.Error?.Message}");
             }
 
+            _resultBytes += arrived.Sum(r => (long)r.Bytes);
+            _measured += arrived.Length;
             var seconds = Stopwatch.GetElapsedTime(start, arrived.Max(r => r.ArrivedAt)).TotalSeconds;
             var rate = plan.Jobs / seconds;
             if (byWorker is not null)
@@ -171,17 +189,23 @@ public sealed class ClusterBenchRunner(ClusterBenchPlan plan, Action<string> log
     }
 }
 
-/// <summary>The broker load: messages per stream, their sizes, publishes awaiting a confirm at once, consumer prefetch.</summary>
+/// <summary>The broker load: messages per stream, their sizes (0 = the mean sizes the scale-out rounds measured), publishes
+/// awaiting a confirm at once, consumer prefetch.</summary>
 public sealed record BrokerLoadPlan(int Messages, int JobBytes, int ResultBytes, int InFlight, int Prefetch, int Rounds);
 
 /// <summary>One stream: <see cref="Messages"/> of <see cref="Bytes"/> published with confirms and consumed with one ack each.</summary>
-public sealed record BrokerStreamResult(string Name, int Bytes, int Messages, double ConfirmedPerSecond, double AckedPerSecond, string PublisherNode, string ConsumerNode);
+public sealed record BrokerStreamResult(string Name, int Bytes, int Messages, double ConfirmedPerSecond, double AckedPerSecond, string PublisherNode, string ConsumerNode)
+{
+    /// <summary>From the first publish to the last ack.</summary>
+    public double AckedSeconds => Messages / AckedPerSecond;
+}
 
 /// <summary>A job stream and a result stream run at the same time: one job's traffic is one of each.</summary>
-public sealed record BrokerLoadResult(BrokerStreamResult Jobs, BrokerStreamResult Results, double Seconds)
+public sealed record BrokerLoadResult(BrokerStreamResult Jobs, BrokerStreamResult Results)
 {
-    /// <summary>Job round trips per second the broker carried: pairs of (job, result) fully published, delivered and acked.</summary>
-    public double JobCyclesPerSecond => Math.Min(Jobs.Messages, Results.Messages) / Seconds;
+    /// <summary>Job round trips per second the broker carried: pairs of (job, result) fully published, delivered and acked,
+    /// over the longer of the two streams (each timed from its first publish, after connecting and declaring).</summary>
+    public double JobCyclesPerSecond => Math.Min(Jobs.Messages, Results.Messages) / Math.Max(Jobs.AckedSeconds, Results.AckedSeconds);
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"broker: {JobCyclesPerSecond:F0} job cycles/s; jobs {Jobs.Bytes} B: {Jobs.ConfirmedPerSecond:F0} confirmed/s, {Jobs.AckedPerSecond:F0} acked/s " +
@@ -200,11 +224,10 @@ public static class BrokerLoad
     public static async Task<BrokerLoadResult> RunAsync(BrokerEndpoints endpoints, BrokerLoadPlan plan, CancellationToken ct)
     {
         var run = Guid.NewGuid().ToString("N")[..8];
-        var start = Stopwatch.GetTimestamp();
         var jobs = RunStreamAsync(endpoints, $"qw-bench.broker.{run}.jobs", "jobs", plan.JobBytes, plan, ct);
         var results = RunStreamAsync(endpoints, $"qw-bench.broker.{run}.results", "results", plan.ResultBytes, plan, ct);
         var both = await Task.WhenAll(jobs, results);
-        return new BrokerLoadResult(both[0], both[1], Stopwatch.GetElapsedTime(start).TotalSeconds);
+        return new BrokerLoadResult(both[0], both[1]);
     }
 
     private static async Task<BrokerStreamResult> RunStreamAsync(BrokerEndpoints endpoints, string queue, string name, int bytes, BrokerLoadPlan plan, CancellationToken ct)

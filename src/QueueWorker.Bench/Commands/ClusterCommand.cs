@@ -52,14 +52,14 @@ internal sealed class ClusterCommand : AsyncCommand<ClusterCommand.Settings>
         public int BrokerMessages { get; init; } = 4000;
 
         [CommandOption("--job-bytes <N>")]
-        [Description("Size of a job message in the broker measurement.")]
-        [DefaultValue(300)]
-        public int JobBytes { get; init; } = 300;
+        [Description("Size of a job message in the broker measurement (0 = the mean size of the scale-out rounds' jobs).")]
+        [DefaultValue(0)]
+        public int JobBytes { get; init; }
 
         [CommandOption("--result-bytes <N>")]
-        [Description("Size of a result message in the broker measurement.")]
-        [DefaultValue(1500)]
-        public int ResultBytes { get; init; } = 1500;
+        [Description("Size of a result message in the broker measurement (0 = the mean size of the scale-out rounds' results).")]
+        [DefaultValue(0)]
+        public int ResultBytes { get; init; }
 
         [CommandOption("--in-flight <N>")]
         [Description("Publishes awaiting their confirm at once, per stream.")]
@@ -107,9 +107,9 @@ internal sealed class ClusterCommand : AsyncCommand<ClusterCommand.Settings>
                 return ValidationResult.Error("--jobs, --rounds, --slots and --broker-rounds must be at least 1");
             }
 
-            if (BrokerMessages < 0 || JobBytes < 1 || ResultBytes < 1 || InFlight < 1 || Prefetch is < 1 or > ushort.MaxValue)
+            if (BrokerMessages < 0 || JobBytes < 0 || ResultBytes < 0 || InFlight < 1 || Prefetch is < 1 or > ushort.MaxValue)
             {
-                return ValidationResult.Error("--broker-messages must be 0 or more; --job-bytes, --result-bytes, --in-flight at least 1; --prefetch 1–65535");
+                return ValidationResult.Error("--broker-messages, --job-bytes and --result-bytes must be 0 or more; --in-flight at least 1; --prefetch 1–65535");
             }
 
             if (!File.Exists(Model))
@@ -143,7 +143,8 @@ internal sealed class ClusterCommand : AsyncCommand<ClusterCommand.Settings>
         console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
             $"cluster {SecretMasker.MaskUri(plan.BrokerUri)}; {Environment.ProcessorCount} CPUs; layouts {string.Join(", ", plan.Layouts)}; " +
             $"{plan.Jobs} short jobs per round, {plan.Rounds} rounds (+1 warm-up), {plan.Slots} slots per worker; model {Path.GetFileName(plan.Model)}")));
-        var (layouts, broker) = await new ClusterBenchRunner(plan, line => console.MarkupLine(Markup.Escape(line))).RunAsync(cancellationToken);
+        var measured = await new ClusterBenchRunner(plan, line => console.MarkupLine(Markup.Escape(line))).RunAsync(cancellationToken);
+        var (layouts, broker) = (measured.Layouts, measured.Broker);
 
         var table = new Table().AddColumns("layout", "jobs/s median", "min–max", "vs first layout", "rounds");
         var baseline = Median(layouts[0].JobsPerSecond);
