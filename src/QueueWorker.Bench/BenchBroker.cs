@@ -12,8 +12,8 @@ public sealed record WorkerQueues(string Jobs, string Results)
     public string DeadLetter => Jobs + ".dlq";
 }
 
-/// <summary>A result as it arrived: <see cref="ArrivedAt"/> is a <see cref="Stopwatch"/> timestamp taken on receipt.</summary>
-public sealed record ArrivedResult(JobResult Result, long ArrivedAt);
+/// <summary>A result as it arrived: <see cref="ArrivedAt"/> is a <see cref="Stopwatch"/> timestamp taken on receipt; <see cref="Bytes"/> the message body's size.</summary>
+public sealed record ArrivedResult(JobResult Result, long ArrivedAt, int Bytes = 0);
 
 /// <summary>
 /// The producer's side of the worker benchmark: one connection to the broker, uniquely named temporary queues per
@@ -173,7 +173,7 @@ public sealed class ResultStream(IChannel channel, string queue) : IAsyncDisposa
 
         if (_pending.TryRemove(result.Id, out var tcs))
         {
-            tcs.TrySetResult(new ArrivedResult(result, arrivedAt));
+            tcs.TrySetResult(new ArrivedResult(result, arrivedAt, body.Length));
         }
         else
         {

@@ -63,6 +63,15 @@ public class RabbitCluster : IAsyncLifetime, IAsyncDisposable
         throw new InvalidOperationException($"Queue '{queue}' not listed on {askNode.Name}: {table}");
     }
 
+    /// <summary>The nodes whose RabbitMQ application runs, as <paramref name="askNode"/> sees the cluster.</summary>
+    public async Task<IReadOnlyList<ClusterNode>> RunningNodesAsync(ClusterNode askNode)
+    {
+        var json = await askNode.Ctl.RunAsync("-q", "cluster_status", "--formatter", "json");
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        var names = doc.RootElement.GetProperty("running_nodes").EnumerateArray().Select(e => e.GetString()).ToHashSet(StringComparer.Ordinal);
+        return Nodes.Where(n => names.Contains(n.Name)).ToList();
+    }
+
     private Task<ProcessResult> RunScriptAsync(string command, TimeSpan timeout)
     {
         var script = Path.Combine(TestSettings.RepositoryRoot, "ops", "rabbitmq", "start-cluster.sh");
@@ -138,6 +147,28 @@ public sealed class ClusterNode(int number, string name, int port)
         await Ctl.RunAsync("start_app");
         await Ctl.RunAsync("await_startup");
     }
+
+    /// <summary>
+    /// Cuts this node off from <paramref name="peers"/> while every Erlang node keeps running: a network partition
+    /// without touching the network. This node is told a wrong Erlang cookie for each peer and drops its distribution
+    /// links to them, so every reconnect either side tries fails the cookie handshake until <see cref="HealAsync"/>.
+    /// Only this cluster's nodes are touched (the cookie of a named peer, in this node's memory).
+    /// </summary>
+    public Task PartitionFromAsync(IEnumerable<ClusterNode> peers) =>
+        Ctl.RunAsync("eval", $"[begin erlang:set_cookie(N, qw_test_partitioned), erlang:disconnect_node(N) end || N <- [{Atoms(peers)}]], ok.");
+
+    /// <summary>Undoes <see cref="PartitionFromAsync"/>: this node's own cookie for the peers again, and a ping to each (pong or pang).</summary>
+    public Task<string> HealAsync(IEnumerable<ClusterNode> peers) =>
+        Ctl.RunAsync("eval", $"C = erlang:get_cookie(), [begin erlang:set_cookie(N, C), net_adm:ping(N) end || N <- [{Atoms(peers)}]].");
+
+    /// <summary>Whether the RabbitMQ application runs on this node (false while it is stopped or paused in a minority).</summary>
+    public async Task<bool> IsAppRunningAsync()
+    {
+        var result = await Ctl.RunCommandAsync(["-q", "eval", "rabbit:is_running()."]);
+        return result.Code == 0 && result.StandardOutput.Trim() == "true";
+    }
+
+    private static string Atoms(IEnumerable<ClusterNode> nodes) => string.Join(", ", nodes.Select(n => $"'{n.Name}'"));
 
     public override string ToString() => Name;
 }

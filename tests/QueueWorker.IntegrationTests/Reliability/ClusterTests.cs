@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using RabbitMQ.Client;
 using Xunit.Abstractions;
 
 namespace QueueWorker.IntegrationTests.Reliability;
@@ -25,11 +26,11 @@ public sealed class ClusterTests(RabbitCluster cluster, ITestOutputHelper output
 {
     private ClusterNode Node(int number) => cluster.Nodes[number - 1];
 
-    private async Task<ReliabilityHarness> CreateHarnessAsync(params int[] workerNodes)
+    private async Task<ReliabilityHarness> CreateHarnessAsync(int[] workerNodes, int resultsLeader = 2)
     {
         output.WriteLine($"cluster {cluster.Prefix}: nodes {string.Join(", ", cluster.Nodes.Select(n => $"{n.Name} :{n.Port}"))}, started in {cluster.StartTime.TotalSeconds:F0} s");
-        // Results lead on node 2, jobs and dead letters on node 1; the harness talks to node 3.
-        var h = await ReliabilityHarness.CreateAsync(output, Node(3).Uri, Node(3).Ctl, declareResultsVia: Node(2).Uri);
+        // Results lead on node 2 (or the one given), jobs and dead letters on node 1; the harness talks to node 3.
+        var h = await ReliabilityHarness.CreateAsync(output, Node(3).Uri, Node(3).Ctl, declareResultsVia: Node(resultsLeader).Uri);
         await ReliabilityHarness.DeclareViaAsync(Node(1).Uri, h.DeadLetterQueue, new Dictionary<string, object?> { ["x-queue-type"] = "quorum" });
         await ReliabilityHarness.DeclareViaAsync(Node(1).Uri, h.JobsQueue, ReliabilityHarness.JobsQueueArguments(h.DeadLetterQueue));
         h.Settings["RabbitMq:Uri"] = string.Join(',', workerNodes.Select(n => Node(n).Uri));
@@ -43,7 +44,7 @@ public sealed class ClusterTests(RabbitCluster cluster, ITestOutputHelper output
     {
         // The worker knows nodes 1 and 2, the two that are stopped in turn: wherever the client connects first, one of
         // the stops cuts its connection and it must fail over to the other node.
-        await using var h = await CreateHarnessAsync(1, 2);
+        await using var h = await CreateHarnessAsync([1, 2]);
         Assert.Equal(Node(1), await cluster.LeaderAsync(h.JobsQueue, Node(3)));
         Assert.Equal(Node(2), await cluster.LeaderAsync(h.ResultsQueue, Node(3)));
         var worker = await h.StartWorkerAsync();
@@ -83,7 +84,7 @@ public sealed class ClusterTests(RabbitCluster cluster, ITestOutputHelper output
     [Fact]
     public async Task ThreeWorkersOneSigkilled_MidRun_EveryJobDoneOnce()
     {
-        await using var h = await CreateHarnessAsync(1, 2, 3);
+        await using var h = await CreateHarnessAsync([1, 2, 3]);
         h.Settings["Inference:Slots"] = "1";
         h.Settings["Inference:Threads"] = "1";
         var workers = new List<WorkerProcess>();
@@ -119,6 +120,104 @@ public sealed class ClusterTests(RabbitCluster cluster, ITestOutputHelper output
         // The other two workers did the rest: each has results after the kill.
         Assert.All(new[] { h.WorkerId(1), h.WorkerId(3) }, id => Assert.Contains(h.JobResults, r => r.Result.Worker?.Id == id));
         await h.WaitForJobsQueueAsync(0, 0, "the jobs queue empty and nothing unacked", TimeSpan.FromSeconds(60));
+    }
+
+    [Fact]
+    public async Task NodePartitionedFromTheOthers_MidRun_MinorityPausesWorkerMovesNothingLost()
+    {
+        // Node 1 leads the jobs and results queues and holds the worker's connection; then it is cut off from nodes 2 and
+        // 3 while every node keeps running (Erlang distribution links refused: ClusterNode.PartitionFromAsync). With
+        // pause_minority (start-cluster.sh) node 1 finds itself alone of three and pauses: it stops its RabbitMQ
+        // application, closing its clients' connections and refusing new ones, instead of serving a split-off copy of
+        // the queues. Nodes 2 and 3 elect new leaders; the worker fails over to node 2.
+        await WaitForAllNodesAsync();
+        await using var h = await CreateHarnessAsync([1, 2], resultsLeader: 1);
+        Assert.Equal(Node(1), await cluster.LeaderAsync(h.JobsQueue, Node(3)));
+        Assert.Equal(Node(1), await cluster.LeaderAsync(h.ResultsQueue, Node(3)));
+        // The client picks a node of its list at random: node 2 refuses new connections while the worker connects.
+        await Node(2).Ctl.RunAsync("suspend_listeners");
+        WorkerProcess worker;
+        try
+        {
+            worker = await h.StartWorkerAsync();
+        }
+        finally
+        {
+            await Node(2).Ctl.RunAsync("resume_listeners");
+        }
+        Assert.Equal([Node(1)], await WorkerNodeListAsync(h));
+        var maxTokens = await h.CalibrateMaxTokensAsync(secondsPerJob: 1.0);
+        const int Jobs = 24;
+        var ids = await h.PublishJobsAsync(Jobs, maxTokens, prefix: "cl-part");
+        await ReliabilityHarness.WaitUntilAsync(() => Distinct(h) >= 4, "4 results before the partition",
+            TimeSpan.FromSeconds(240), TimeSpan.FromMilliseconds(50));
+        var atCut = Distinct(h);
+        Assert.True(atCut < Jobs, "every job was done before the partition: the test hit nothing");
+
+        ClusterNode[] peers = [Node(2), Node(3)];
+        TimeSpan paused, firstAfter, healed;
+        await Node(1).PartitionFromAsync(peers);
+        // From the moment rabbitmqctl returned (the cut itself happens a little earlier, after the CLI's VM has started).
+        var clock = Stopwatch.StartNew();
+        h.Log($"{Node(1)} cut off from {Node(2)} and {Node(3)} with {atCut} of {Jobs} results in");
+        try
+        {
+            await ReliabilityHarness.WaitUntilAsync(async () => !await Node(1).IsAppRunningAsync(), $"{Node(1)} pausing (pause_minority)",
+                TimeSpan.FromSeconds(90), TimeSpan.FromMilliseconds(200));
+            paused = clock.Elapsed;
+            h.Log($"{Node(1)} paused {paused.TotalSeconds:F1} s after the cut");
+            // The majority runs on without it; the minority refuses clients.
+            Assert.Equal([Node(2), Node(3)], await cluster.RunningNodesAsync(Node(3)));
+            var factory = new ConnectionFactory { Uri = new Uri(Node(1).Uri), RequestedConnectionTimeout = TimeSpan.FromSeconds(10) };
+            await Assert.ThrowsAnyAsync<Exception>(async () => await (await factory.CreateConnectionAsync()).DisposeAsync());
+
+            await ReliabilityHarness.WaitUntilAsync(() => Distinct(h) > atCut, "a result after the partition",
+                TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(50));
+            firstAfter = clock.Elapsed;
+            h.Log($"first result after the cut: {firstAfter.TotalSeconds:F1} s");
+            await ReliabilityHarness.WaitUntilAsync(() => Distinct(h) >= Math.Min(Jobs, atCut + 3), "three results after the partition",
+                TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(50));
+            Assert.NotEqual(Node(1), await cluster.LeaderAsync(h.JobsQueue, Node(3)));
+            Assert.NotEqual(Node(1), await cluster.LeaderAsync(h.ResultsQueue, Node(3)));
+            Assert.Equal([Node(2)], await WorkerNodeListAsync(h));
+            // Still cut off, still paused: a node alone never serves on its own.
+            Assert.False(await Node(1).IsAppRunningAsync(), $"{Node(1)} runs its application while cut off from the majority");
+        }
+        finally
+        {
+            // Always: the other tests of the collection need the whole cluster.
+            h.Log($"healing the partition: {(await Node(1).HealAsync(peers)).Trim()}");
+            var heal = Stopwatch.StartNew();
+            await ReliabilityHarness.WaitUntilAsync(() => Node(1).IsAppRunningAsync(), $"{Node(1)} running again after the partition healed",
+                TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(200));
+            healed = heal.Elapsed;
+            h.Log($"{Node(1)} running again {healed.TotalSeconds:F1} s after the heal");
+        }
+        await WaitForAllNodesAsync();
+
+        await h.Results.WaitForIdsAsync(ids, Waits.Scale(TimeSpan.FromMinutes(6)));
+        var report = h.AssertEveryJobCompletedOnce(ids, "cluster: one node partitioned from the other two");
+        var losses = CountOf(worker.Output, "RabbitMQ connection lost");
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"FIGURES cluster-partition: {report}; cut at {atCut}/{Jobs} results; node 1 paused {paused.TotalSeconds:F1} s after the cut, next result {firstAfter.TotalSeconds:F1} s after the cut; node 1 running again {healed.TotalSeconds:F1} s after the heal; worker connection lost {losses} time(s)"));
+        Assert.True(losses >= 1, "the worker's connection was never cut: the failover path was not exercised");
+        Assert.Contains("RabbitMQ connection recovered", worker.Output, StringComparison.Ordinal);
+        await h.WaitForJobsQueueAsync(0, 0, "the jobs queue empty and nothing unacked", TimeSpan.FromSeconds(60));
+        Assert.Equal(0u, await h.Broker.MessageCountAsync(h.DeadLetterQueue));
+    }
+
+    /// <summary>Waits until node 3 sees every node's application running (a test before may have restarted one).</summary>
+    private Task WaitForAllNodesAsync() =>
+        ReliabilityHarness.WaitUntilAsync(async () => (await cluster.RunningNodesAsync(Node(3))).Count == RabbitCluster.Size,
+            "every cluster node running", TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(500));
+
+    /// <summary>The nodes of the harness's worker connections, in port order.</summary>
+    private async Task<List<ClusterNode>> WorkerNodeListAsync(ReliabilityHarness h)
+    {
+        var table = await Node(3).Ctl.RunAsync("list_connections", "-q", "--no-table-headers", "port", "client_properties");
+        return table.Split('\n').Where(l => l.Contains(h.ClientName, StringComparison.Ordinal))
+            .Select(l => int.Parse(l.Split('\t')[0].Trim(), CultureInfo.InvariantCulture))
+            .Order().Select(p => cluster.Nodes.Single(n => n.Port == p)).ToList();
     }
 
     /// <summary>
