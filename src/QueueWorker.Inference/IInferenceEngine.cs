@@ -179,6 +179,45 @@ public sealed class EngineStats
     /// <summary>The same steps' wall time × llama.cpp threads: what the steps held, used or not (≥ <see cref="CpuMs"/> on a busy machine).</summary>
     public double OccupancyMs => Volatile.Read(ref _occupancyMicroseconds) / 1000.0;
 
+    private long _promptCacheHits;
+    private long _promptCacheMisses;
+    private long _promptCacheRestoredTokens;
+    private long _promptCacheBytes;
+    private int _promptCacheEntries;
+    private long _promptCacheEvictions;
+
+    /// <summary>Jobs whose prompt prefix was restored from the host-RAM prompt cache (<c>Inference:PromptCacheMb</c>).</summary>
+    public long PromptCacheHits => Volatile.Read(ref _promptCacheHits);
+    /// <summary>Jobs admitted with the prompt cache on that restored nothing from it (no entry beat the slots' own prefixes).</summary>
+    public long PromptCacheMisses => Volatile.Read(ref _promptCacheMisses);
+    /// <summary>Prompt tokens restored from the prompt cache instead of prefilled.</summary>
+    public long PromptCacheRestoredTokens => Volatile.Read(ref _promptCacheRestoredTokens);
+    /// <summary>Bytes the prompt cache holds now (saved KV states and their token keys).</summary>
+    public long PromptCacheBytes => Volatile.Read(ref _promptCacheBytes);
+    public int PromptCacheEntries => Volatile.Read(ref _promptCacheEntries);
+    /// <summary>Entries dropped to stay within the bound.</summary>
+    public long PromptCacheEvictions => Volatile.Read(ref _promptCacheEvictions);
+
+    public void AddPromptCacheLookup(bool hit, int restoredTokens = 0)
+    {
+        if (hit)
+        {
+            Interlocked.Increment(ref _promptCacheHits);
+            Interlocked.Add(ref _promptCacheRestoredTokens, restoredTokens);
+        }
+        else
+        {
+            Interlocked.Increment(ref _promptCacheMisses);
+        }
+    }
+
+    public void SetPromptCache(long bytes, int entries, long evictions)
+    {
+        Volatile.Write(ref _promptCacheBytes, bytes);
+        Volatile.Write(ref _promptCacheEntries, entries);
+        Volatile.Write(ref _promptCacheEvictions, evictions);
+    }
+
     public void AddCpuMs(double cpuMs, double occupancyMs)
     {
         Interlocked.Add(ref _cpuMicroseconds, (long)Math.Round(cpuMs * 1000));

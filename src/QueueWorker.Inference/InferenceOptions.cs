@@ -108,6 +108,14 @@ public sealed class InferenceOptions
     /// <summary>Reuse the KV cells of the longest cached prompt prefix of any slot (off: every job prefills its whole prompt).</summary>
     public bool PrefixReuse { get; set; } = true;
 
+    /// <summary>
+    /// The host-RAM prompt cache in MiB: finished jobs' KV cells are kept in process memory and restored for a job whose
+    /// prompt starts with the same tokens (a redelivery, a resubmitted batch line), least recently used out first.
+    /// 0 turns it off; it needs <see cref="PrefixReuse"/>.
+    /// </summary>
+    [ConfigRange(0, 1_048_576)]
+    public int PromptCacheMb { get; set; } = 256;
+
     /// <summary>Type of the K cache: <c>f16</c>, <c>q8_0</c> or <c>q4_0</c> (see <see cref="KvCacheSettings"/>).</summary>
     public string TypeK { get; set; } = "f16";
 

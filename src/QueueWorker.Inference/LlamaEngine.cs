@@ -137,7 +137,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
 
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     (budget.Threads, budget.BatchThreads), _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt,
-                    _options.KillProcessOnPrompt);
+                    _options.KillProcessOnPrompt, CreatePromptCache());
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,
                     new Grammar.GrammarCache(model, GrammarCacheSize), embedder);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
@@ -196,6 +196,23 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
     }
 
     private static readonly TimeSpan DisposeTimeout = TimeSpan.FromSeconds(10);
+
+    private PromptCache? CreatePromptCache()
+    {
+        if (_options.PromptCacheMb == 0)
+        {
+            Log.PromptCacheDisabled(_logger, "Inference:PromptCacheMb = 0");
+            return null;
+        }
+        if (!_options.PrefixReuse)
+        {
+            Log.PromptCacheDisabled(_logger, "Inference:PrefixReuse = false");
+            return null;
+        }
+        var bytes = _options.PromptCacheMb * 1024L * 1024L;
+        Log.PromptCacheEnabled(_logger, _options.PromptCacheMb, bytes);
+        return new PromptCache(bytes);
+    }
 
     /// <summary>Compiled grammars kept (distinct schemas in flight at once are few; each costs a copy of its rules).</summary>
     private const int GrammarCacheSize = 32;

@@ -74,4 +74,24 @@ internal static partial class Log
     [LoggerMessage(EventId = 1040, Level = LogLevel.Information,
         Message = "Embeddings on (Model:Embeddings): a second context, mean pooling, {Dimensions} dimensions, up to {Sequences} texts and {BatchSize} tokens per decode")]
     public static partial void EmbeddingsEnabled(ILogger logger, int dimensions, int sequences, int batchSize);
+
+    [LoggerMessage(EventId = 1060, Level = LogLevel.Information,
+        Message = "Host-RAM prompt cache on (Inference:PromptCacheMb = {Megabytes}): finished jobs' KV cells are kept, up to {Bytes} bytes, for repeated prompts")]
+    public static partial void PromptCacheEnabled(ILogger logger, int megabytes, long bytes);
+
+    [LoggerMessage(EventId = 1061, Level = LogLevel.Information,
+        Message = "Host-RAM prompt cache off ({Reason})")]
+    public static partial void PromptCacheDisabled(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1062, Level = LogLevel.Debug,
+        Message = "Job {JobId}: {Tokens} of {PromptTokens} prompt tokens restored from the host-RAM prompt cache ({Bytes} bytes in {Milliseconds:F1} ms) into slot {Slot}")]
+    public static partial void PromptCacheRestored(ILogger logger, string jobId, int tokens, int promptTokens, long bytes, double milliseconds, int slot);
+
+    [LoggerMessage(EventId = 1063, Level = LogLevel.Warning,
+        Message = "Job {JobId}: llama.cpp refused to restore a {Tokens}-token prompt cache entry into slot {Slot} (no free run of KV cells?); the prompt is prefilled instead")]
+    public static partial void PromptCacheRestoreFailed(ILogger logger, string jobId, int tokens, int slot);
+
+    [LoggerMessage(EventId = 1064, Level = LogLevel.Debug,
+        Message = "Job {JobId}: {Tokens} tokens saved to the host-RAM prompt cache ({Bytes} bytes in {Milliseconds:F1} ms); it holds {Entries} entries, {TotalBytes} bytes")]
+    public static partial void PromptCacheSaved(ILogger logger, string jobId, int tokens, long bytes, double milliseconds, int entries, long totalBytes);
 }

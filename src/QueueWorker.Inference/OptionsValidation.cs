@@ -17,6 +17,10 @@ public sealed class InferenceOptionsValidator : IValidateOptions<InferenceOption
             errors.Add($"{S}:BatchSize = {o.BatchSize} must be at least {S}:Slots = {o.Slots}: every decode step carries one token per generating slot.");
         if (o.BatchSize > o.ContextSize)
             errors.Add($"{S}:BatchSize = {o.BatchSize} must be at most {S}:ContextSize = {o.ContextSize} (llama.cpp would silently lower it).");
+        // The cache lives in the process's own memory: a bound the process can never hold is a typo (GB for MB).
+        var availableMb = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024 * 1024);
+        if (o.PromptCacheMb > 0 && availableMb > 0 && o.PromptCacheMb >= availableMb)
+            errors.Add($"{S}:PromptCacheMb = {o.PromptCacheMb} must be less than the memory available to the process ({availableMb} MiB); 0 turns the prompt cache off.");
         errors.AddRange(KvCacheSettings.Validate(o));
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

@@ -25,6 +25,7 @@ internal sealed class Scheduler
     private readonly bool _prefixReuse;
     private readonly int _threads;
     private readonly int _batchThreads;
+    private readonly PromptCache? _promptCache;
 
     private readonly Channel<InferenceJob> _incoming = Channel.CreateUnbounded<InferenceJob>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<InferenceJob> _waiting = [];
@@ -46,8 +47,10 @@ internal sealed class Scheduler
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
         (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null,
-        string? killOnPrompt = null)
+        string? killOnPrompt = null, PromptCache? promptCache = null)
     {
+        // The host-RAM cache extends prefix reuse; with reuse off every job prefills its whole prompt, as documented.
+        _promptCache = prefixReuse ? promptCache : null;
         _threads = threads.Threads;
         _batchThreads = threads.BatchThreads;
         _stallOnPrompt = string.IsNullOrEmpty(stallOnPrompt) ? null : stallOnPrompt;
@@ -309,10 +312,89 @@ internal sealed class Scheduler
             _stopping.Token.WaitHandle.WaitOne();
         }
         var slot = plan.Target!;
+        var admittedAt = _time.GetTimestamp();
+        var sampler = SamplerFactory.Create(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar);
+        var (source, reuse) = (plan.Source, plan.Reuse);
+        if (_promptCache is { } cache)
+        {
+            if (TryRestore(cache, job, plan) is { } restored) (source, reuse) = (slot, restored);
+            // A failed load emptied the target and the evicted caches: a prefix planned from one of them is gone.
+            else if (source is { State: SlotState.Empty }) (source, reuse) = (null, 0);
+        }
         // The target's cells are arranged (and the source's copied) before evictions, which may include the source.
-        slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar), _step);
+        slot.Assign(job, source, reuse, sampler, _step, admittedAt);
+        foreach (var evicted in plan.Evict ?? [])
+        {
+            if (evicted.State == SlotState.Cached) evicted.Evict();
+        }
+        Log.JobAdmitted(_logger, job.Request.JobId, slot.Id, job.Prompt.Length, reuse, source?.Id ?? -1, slot.WaitMs);
+    }
+
+    /// <summary>
+    /// Restores the host-RAM entry sharing the longest prefix with the job's prompt into the target slot, when it
+    /// saves at least <see cref="PromptCache.MinTokens"/> more prefill than the slots' own caches. Returns the prompt
+    /// tokens now in the target's cells, or null (nothing restored; a failed load leaves the target empty).
+    /// </summary>
+    private int? TryRestore(PromptCache cache, InferenceJob job, AdmissionPlan plan)
+    {
+        var match = cache.FindLongest(job.Prompt);
+        // The last prompt token is always decoded again so that its logits exist for the first sample.
+        var usable = match is { } m ? Math.Min(m.Length, job.Prompt.Length - 1) : 0;
+        if (match is not { } hit || usable < plan.Reuse + PromptCache.MinTokens)
+        {
+            _stats.AddPromptCacheLookup(hit: false);
+            return null;
+        }
+        var started = _time.GetTimestamp();
+        // The idle caches the plan gives up go first: the restore needs their cells.
         foreach (var evicted in plan.Evict ?? []) evicted.Evict();
-        Log.JobAdmitted(_logger, job.Request.JobId, slot.Id, job.Prompt.Length, plan.Reuse, plan.Source?.Id ?? -1, slot.WaitMs);
+        var slot = plan.Target!;
+        var loaded = slot.LoadCache(hit.Entry.Tokens, seq => LoadState(hit.Entry.State, seq));
+        var ms = _time.GetElapsedTime(started).TotalMilliseconds;
+        if (!loaded)
+        {
+            Log.PromptCacheRestoreFailed(_logger, job.Request.JobId, hit.Entry.Tokens.Length, slot.Id);
+            _stats.AddPromptCacheLookup(hit: false);
+            return null;
+        }
+        cache.Touch(hit.Entry);
+        _stats.AddPromptCacheLookup(hit: true, restoredTokens: usable);
+        Log.PromptCacheRestored(_logger, job.Request.JobId, usable, job.Prompt.Length, hit.Entry.State.LongLength, ms, slot.Id);
+        return usable;
+    }
+
+    private unsafe bool LoadState(byte[] state, LLamaSeqId seq)
+    {
+        fixed (byte* p = state)
+        {
+            return _ctx.SetState(p, (nuint)state.Length, seq) > 0;
+        }
+    }
+
+    /// <summary>
+    /// Saves a finished job's cells (prompt and output) to the host-RAM cache before its slot is released, unless an
+    /// entry already holds them. Runs between steps on this thread: a copy of the sequence's KV, no decode.
+    /// </summary>
+    private unsafe void Remember(Slot slot)
+    {
+        if (_promptCache is not { } cache) return;
+        var tokens = slot.Cached;
+        if (tokens.Length < PromptCache.MinTokens || cache.Covers(tokens)) return;
+        var started = _time.GetTimestamp();
+        var seq = (LLamaSeqId)slot.Id;
+        var size = _ctx.GetStateSize(seq);
+        if (size == 0 || size > int.MaxValue || (long)size + (long)tokens.Length * sizeof(int) > cache.CapacityBytes) return;
+        var state = GC.AllocateUninitializedArray<byte>((int)size);
+        nuint written;
+        fixed (byte* p = state)
+        {
+            written = _ctx.GetState(p, size, seq);
+        }
+        if (written == 0) return;
+        if (written < size) Array.Resize(ref state, (int)written);
+        if (cache.Put(tokens, state))
+            Log.PromptCacheSaved(_logger, slot.Job?.Request.JobId ?? "", tokens.Length, state.LongLength, _time.GetElapsedTime(started).TotalMilliseconds, cache.Count, cache.Bytes);
+        _stats.SetPromptCache(cache.Bytes, cache.Count, cache.Evictions);
     }
 
     private void Sample(Slot slot)
@@ -367,6 +449,7 @@ internal sealed class Scheduler
 
         var result = slot.Result(reason);
         Log.JobFinished(_logger, job.Request.JobId, slot.Id, reason, result.CompletionTokens, result.PromptMs, result.GenerationMs);
+        Remember(slot);
         slot.Release(_step);
         // Stats before the result: the result's continuation runs at once on another thread, and a caller that has
         // its result must not still see its slot busy (the step's own PublishStats comes later).

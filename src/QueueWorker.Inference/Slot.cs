@@ -126,7 +126,8 @@ internal sealed class Slot
     /// <paramref name="source"/>'s cells: this slot's own cache is cut to them, or another slot's are shared into
     /// this sequence (after this slot's own cache is dropped). The slot owns <paramref name="sampler"/> from now on.
     /// </summary>
-    public void Assign(InferenceJob job, Slot? source, int reuse, SafeLLamaSamplerChainHandle sampler, long step)
+    /// <param name="admittedAt">When admission began (<see cref="TimeProvider.GetTimestamp"/>), e.g. before a restore from the host-RAM cache; default now.</param>
+    public void Assign(InferenceJob job, Slot? source, int reuse, SafeLLamaSamplerChainHandle sampler, long step, long? admittedAt = null)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(sampler);
@@ -162,7 +163,7 @@ internal sealed class Slot
         _promptCursor = reuse;
         _logprobs = job.Request.TopLogprobs is null ? null : [];
         Reused = reuse;
-        AdmittedAt = _time.GetTimestamp();
+        AdmittedAt = admittedAt ?? _time.GetTimestamp();
         LastUsed = step;
         MoveTo(SlotState.Prefilling);
     }
@@ -334,6 +335,29 @@ internal sealed class Slot
         _cached.Clear();
         MoveTo(SlotState.Empty);
         return job.Completion.TrySetException(error);
+    }
+
+    /// <summary>
+    /// Replaces this idle slot's cache with cells saved earlier (the host-RAM prompt cache): its own cells are dropped,
+    /// <paramref name="load"/> writes the saved cells into the sequence and says whether llama.cpp took them, and the
+    /// slot then holds <paramref name="tokens"/> (Cached), or nothing (Empty) when the load failed.
+    /// </summary>
+    public bool LoadCache(ReadOnlySpan<LLamaToken> tokens, Func<LLamaSeqId, bool> load)
+    {
+        ArgumentNullException.ThrowIfNull(load);
+        Require(!IsActive, "load a cache");
+        if (tokens.IsEmpty) throw new ArgumentException("A cache needs tokens.", nameof(tokens));
+        DropCells();
+        if (!load(Seq))
+        {
+            // llama.cpp clears the sequence when it refuses a state; make sure of it.
+            _cells.Truncate(Seq, 0);
+            MoveTo(SlotState.Empty);
+            return false;
+        }
+        _cached.AddRange(tokens);
+        MoveTo(SlotState.Cached);
+        return true;
     }
 
     /// <summary>Frees an idle slot's cached cells for other jobs.</summary>

@@ -55,6 +55,16 @@ public sealed class HostingTests
     }
 
     [Theory]
+    [InlineData("-1", "Inference:PromptCacheMb = -1 is out of range: must be from 0 to 1048576.")]
+    [InlineData("1048576", "Inference:PromptCacheMb = 1048576 must be less than the memory available to the process")]
+    public async Task AddInference_PromptCacheMbImpossible_StartFailsNamingTheKey(string value, string expected)
+    {
+        var message = await StartFailure(new() { ["Model:Path"] = TestModels.Stories260K, ["Inference:PromptCacheMb"] = value });
+
+        Assert.Contains(expected, message);
+    }
+
+    [Theory]
     [InlineData("DefaultMaxTokens", "600", "Inference:DefaultMaxTokens = 600 must be at most Inference:MaxTokens = 512.")]
     [InlineData("MaxTokens", "2048", "Inference:MaxTokens = 2048 must be less than Inference:ContextSize = 2048")]
     [InlineData("BatchSize", "2", "Inference:BatchSize = 2 must be at least")]

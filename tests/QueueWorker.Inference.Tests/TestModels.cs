@@ -11,7 +11,7 @@ internal static class TestModels
     public static string Stories260K => global::QueueWorker.Testing.TestModels.Stories260K;
     public static string Llama2TinyRandom => global::QueueWorker.Testing.TestModels.TinyRandom;
 
-    public static InferenceOptions Options(int slots = 4, int contextSize = 1024, int maxTokens = 256, bool prefixReuse = true, int batchSize = 512) => new()
+    public static InferenceOptions Options(int slots = 4, int contextSize = 1024, int maxTokens = 256, bool prefixReuse = true, int batchSize = 512, int promptCacheMb = 256) => new()
     {
         Slots = slots,
         ContextSize = contextSize,
@@ -19,6 +19,7 @@ internal static class TestModels
         MaxTokens = maxTokens,
         DefaultMaxTokens = Math.Min(64, maxTokens),
         PrefixReuse = prefixReuse,
+        PromptCacheMb = promptCacheMb,
     };
 
     public static async Task<LlamaEngine> StartAsync(InferenceOptions options, string? model = null, string? chatTemplate = null, TimeProvider? time = null)

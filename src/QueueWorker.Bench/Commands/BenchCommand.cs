@@ -45,9 +45,10 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public bool Quick { get; init; }
 
         [CommandOption("--sections <LIST>")]
-        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, worker. " +
+        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, worker, peer. " +
                      "worker (not in the default) runs the worker binary on temporary queues of a broker and checks issue 3's targets: " +
-                     "one job vs LLamaSharp's raw loop, 8 jobs with 4 slots vs 1, a shared prompt prefix, RSS after 50 vs 500 jobs.")]
+                     "one job vs LLamaSharp's raw loop, 8 jobs with 4 slots vs 1, a shared prompt prefix, RSS after 50 vs 500 jobs. " +
+                     "peer runs the worker and llama-server -np 4 (--llama-server) on the same 16-job sets, interleaved.")]
         [DefaultValue("context,threads,mmap,quant,batch,blas")]
         public string Sections { get; init; } = string.Join(',', BenchRunner.DefaultSections);
 
@@ -123,6 +124,15 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         [Description("worker section: the RabbitMQ broker (default: RabbitMq:Uri of qwbench's configuration, appsettings.json or RabbitMq__Uri). Only uniquely named temporary queues are used, and deleted.")]
         public string? BrokerUri { get; init; }
 
+        [CommandOption("--llama-server <FILE>")]
+        [Description("peer section: llama.cpp's llama-server binary (../shared/tools/build-llama-server.sh prints where it built it); default $QW_LLAMA_SERVER.")]
+        public string? LlamaServer { get; init; } = Environment.GetEnvironmentVariable("QW_LLAMA_SERVER");
+
+        [CommandOption("--peer-rounds <N>")]
+        [Description("peer section: interleaved rounds (each runs set A and set B on both sides; new documents every round).")]
+        [DefaultValue(2)]
+        public int PeerRounds { get; init; } = 2;
+
         [CommandOption("--memory-model <GGUF>")]
         [Description("worker section: the model of the memory measurement (small jobs, many of them).")]
         [DefaultValue(DefaultMemoryModel)]
@@ -185,6 +195,24 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             if (PromptTokens is 1)
             {
                 return ValidationResult.Error("--prompt-tokens: at least 2");
+            }
+
+            if (SectionList.Contains(BenchRunner.Peer))
+            {
+                if (LlamaServer is null || !File.Exists(LlamaServer))
+                {
+                    return ValidationResult.Error($"--llama-server: the peer section needs llama-server's binary (build it with ../shared/tools/build-llama-server.sh); '{LlamaServer}' is not a file");
+                }
+
+                if (PeerRounds < 1)
+                {
+                    return ValidationResult.Error($"--peer-rounds: at least 1, got {PeerRounds}");
+                }
+
+                if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
+                {
+                    return ValidationResult.Error("--worker-dll: no worker binary found beside this qwbench (build src/QueueWorker in the same configuration, or give its QueueWorker.dll)");
+                }
             }
 
             if (SectionList.Contains(BenchRunner.Worker))
@@ -312,6 +340,16 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         var workerPlan = plan.Sections.Contains(BenchRunner.Worker) ? WorkerPlan(settings, plan, mainModel) : null;
         IReadOnlyList<SectionResult> sections = [];
         WorkerBenchResult? worker = null;
+        PeerBenchPlan? peerPlan = null;
+        if (plan.Sections.Contains(BenchRunner.Peer))
+        {
+            var w = WorkerPlan(settings, plan, mainModel);
+            peerPlan = new PeerBenchPlan(w.WorkerDll, w.BrokerUri, Path.GetFullPath(settings.LlamaServer!), w.Model, plan.AllThreads, settings.PeerRounds);
+            console.MarkupLine($"llama-server: [bold]{Markup.Escape(string.Join(' ', LlamaServerProcess.Arguments(peerPlan, 0)))}[/] (port chosen at start)");
+        }
+
+        WorkerBenchResult? peer = null;
+        IReadOnlyList<PeerBenchRunner.Run> peerRuns = [];
         await console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
@@ -324,6 +362,11 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                 if (workerPlan is not null)
                 {
                     worker = await new WorkerBenchRunner(workerPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
+                }
+
+                if (peerPlan is not null)
+                {
+                    (peer, peerRuns) = await new PeerBenchRunner(peerPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
                 }
             });
 
@@ -340,15 +383,20 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             backend,
             modelInfo,
             plan,
-            [.. sections, .. worker?.Sections ?? []],
+            [.. sections, .. worker?.Sections ?? [], .. peer?.Sections ?? []],
             seedRun ? SeedClaims.Evaluate(sections, backend) : [],
             seedRun ? SeedClaims.Recommend(sections, plan) : [])
         {
-            Targets = worker?.Targets ?? [],
+            Targets = [.. worker?.Targets ?? [], .. peer?.Targets ?? []],
             Worker = workerPlan is null ? null : workerPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(workerPlan.BrokerUri) },
         };
 
         Directory.CreateDirectory(settings.Out);
+        if (peerRuns.Count > 0)
+        {
+            await PeerBenchRunner.WriteRunsAsync(peerRuns, Path.Combine(settings.Out, "peer-runs.jsonl"), cancellationToken);
+        }
+
         var chart = ChartWriter.TryWrite(report, Path.Combine(settings.Out, ReportWriter.ChartFile));
         await ReportWriter.WriteAsync(report, settings.Out, chart, cancellationToken);
 

@@ -69,6 +69,13 @@ public sealed class GaugeCollector(IInferenceEngine engine, IBrokerStatus broker
         var connected = Metrics.CreateGauge("queueworker_broker_connected", "1 when the broker connection is open.");
         var consuming = Metrics.CreateGauge("queueworker_consumer_running", "1 when the jobs consumer is registered.");
         var ready = Metrics.CreateGauge("queueworker_model_loaded", "1 once the model is loaded.");
+        // The engine counts on its scheduler thread; the counters follow its totals at scrape time.
+        var cacheHits = Metrics.CreateCounter("queueworker_prompt_cache_hits_total", "Jobs whose prompt prefix was restored from the host-RAM prompt cache (Inference:PromptCacheMb).");
+        var cacheMisses = Metrics.CreateCounter("queueworker_prompt_cache_misses_total", "Jobs admitted with the host-RAM prompt cache on that restored nothing from it.");
+        var cacheTokens = Metrics.CreateCounter("queueworker_prompt_cache_restored_tokens_total", "Prompt tokens restored from the host-RAM prompt cache instead of prefilled.");
+        var cacheEvictions = Metrics.CreateCounter("queueworker_prompt_cache_evictions_total", "Host-RAM prompt cache entries dropped to stay within Inference:PromptCacheMb.");
+        var cacheBytes = Metrics.CreateGauge("queueworker_prompt_cache_bytes", "Bytes the host-RAM prompt cache holds (KV states and their token keys).");
+        var cacheEntries = Metrics.CreateGauge("queueworker_prompt_cache_entries", "Entries in the host-RAM prompt cache.");
         Metrics.DefaultRegistry.AddBeforeCollectCallback(() =>
         {
             busy.Set(engine.Stats.BusySlots);
@@ -80,6 +87,13 @@ public sealed class GaugeCollector(IInferenceEngine engine, IBrokerStatus broker
             connected.Set(broker.IsConnected ? 1 : 0);
             consuming.Set(broker.IsConsuming ? 1 : 0);
             ready.Set(engine.IsReady ? 1 : 0);
+            var stats = engine.Stats;
+            cacheHits.IncTo(stats.PromptCacheHits);
+            cacheMisses.IncTo(stats.PromptCacheMisses);
+            cacheTokens.IncTo(stats.PromptCacheRestoredTokens);
+            cacheEvictions.IncTo(stats.PromptCacheEvictions);
+            cacheBytes.Set(stats.PromptCacheBytes);
+            cacheEntries.Set(stats.PromptCacheEntries);
         });
         return Task.CompletedTask;
     }
