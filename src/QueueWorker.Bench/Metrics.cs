@@ -42,6 +42,7 @@ public static class Metrics
     public const string TenantBVsAlone = "tenant_b_vs_alone";
     public const string TenantBQueueWaitP50Ms = "tenant_b_queue_wait_p50_ms";
     public const string TenantBLastPosition = "tenant_b_last_position";
+    public const string InWorkerMs = "in_worker_ms";
 
     /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
     public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal);
@@ -87,6 +88,7 @@ public static class Metrics
         TenantBVsAlone => "B × alone",
         TenantBQueueWaitP50Ms => "B queue wait p50 ms",
         TenantBLastPosition => "B last position",
+        InWorkerMs => "in worker ms p50 (receipt → result)",
         _ => metric,
     };
 }
