@@ -49,6 +49,9 @@ public sealed class BenchBroker : IAsyncDisposable
         };
     }
 
+    /// <summary>What every queue and exchange of this run is named with (<c>qw-bench.{run}.</c>): all of them are deleted at the end.</summary>
+    public string Prefix => $"qw-bench.{_run}.";
+
     /// <summary>The broker address, without its password (for reports).</summary>
     public string Uri { get; }
 
@@ -75,7 +78,7 @@ public sealed class BenchBroker : IAsyncDisposable
     /// <summary>Fresh queue names for one worker (and its <paramref name="lanes"/>' queues); they are deleted when the broker is disposed.</summary>
     public WorkerQueues NewQueues(string tag, IReadOnlyList<string>? lanes = null)
     {
-        var prefix = $"qw-bench.{_run}.{tag}";
+        var prefix = Prefix + tag;
         var queues = new WorkerQueues(prefix + ".jobs", prefix + ".results");
         _owned.AddRange([queues.Jobs, queues.DeadLetter, queues.Jobs + ".parked", queues.Results]);
         foreach (var lane in lanes ?? [])
@@ -92,7 +95,7 @@ public sealed class BenchBroker : IAsyncDisposable
     /// </summary>
     public string NewControlExchange()
     {
-        var name = $"qw-bench.{_run}.control";
+        var name = Prefix + "control";
         if (!_ownedExchanges.Contains(name))
         {
             _ownedExchanges.Add(name);

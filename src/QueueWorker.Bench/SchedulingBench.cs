@@ -38,7 +38,8 @@ public sealed record SchedulingBenchPlan(
 }
 
 /// <summary>What the scheduling benchmark found: its two tables and the issue's targets judged against them.</summary>
-public sealed record SchedulingBenchResult(IReadOnlyList<SectionResult> Sections, IReadOnlyList<TargetResult> Targets);
+/// <param name="BrokerPrefix">The prefix of every queue and exchange the run used (all deleted when it ends).</param>
+public sealed record SchedulingBenchResult(IReadOnlyList<SectionResult> Sections, IReadOnlyList<TargetResult> Targets, string BrokerPrefix);
 
 /// <summary>
 /// Issue 14's two figures, through real worker processes (started as the product is: environment configuration, real
@@ -151,7 +152,7 @@ public sealed class SchedulingBenchRunner(SchedulingBenchPlan plan, IBenchProgre
 
             progress.Step("stopping the workers");
             var s = samples.Where(p => p.Key != smallName || small is not null).ToDictionary(p => p.Key, p => p.Value.Summarize());
-            return new SchedulingBenchResult(Sections(s, fairName, small is null ? null : smallName), Targets(s, fairName, small is null ? null : smallName));
+            return new SchedulingBenchResult(Sections(s, fairName, small is null ? null : smallName), Targets(s, fairName, small is null ? null : smallName), broker.Prefix);
         }
         finally
         {
