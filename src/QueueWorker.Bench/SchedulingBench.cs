@@ -416,15 +416,19 @@ public sealed class SchedulingBenchRunner(SchedulingBenchPlan plan, IBenchProgre
                 $"{plan.Job.GenTokens} generated tokens; one queue; Inference:Slots = {plan.Slots}, {plan.Threads} threads",
                 fairness,
                 [
-                    "B finish ms = from B's first publish to B's last result; × alone = that over B alone (the same 10 jobs on the idle worker), taken within each round.",
+                    $"B finish ms = from B's first publish to B's last result; × alone = that over B alone (the same {plan.TenantJobs} jobs on the idle worker), taken within each round.",
                     $"first come = the same {plan.FloodJobs + plan.TenantJobs} jobs without a tenant on the fair-share worker: its waiting list is then first come, first served, " +
                     "as with fair share off.",
                     $"fair share orders the jobs a worker holds: Prefetch {plan.HoldAllPrefetch} holds A's and B's jobs at once" +
-                    (smallName is null ? "." : $"; Prefetch {plan.SmallPrefetch} (the README's 8× slots) leaves B's jobs behind A's in the broker's queue until A's are nearly done."),
+                    (smallName is null ? "." : $"; Prefetch {plan.SmallPrefetch} ({SlotsMultiple()}) leaves B's jobs behind A's in the broker's queue until A's are nearly done."),
                     "B last position = where B's last result came among all results (1-based).",
                 ]),
         ];
     }
+
+    private string SlotsMultiple() => plan.SmallPrefetch == 8 * plan.Slots
+        ? "the README's 8× slots"
+        : string.Create(CultureInfo.InvariantCulture, $"{(double)plan.SmallPrefetch / plan.Slots:0.##}× slots");
 
     private static Dictionary<string, Stat> WithRatio(IReadOnlyDictionary<string, Stat> config, IReadOnlyDictionary<string, Stat> alone)
     {
