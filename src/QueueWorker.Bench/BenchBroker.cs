@@ -10,6 +10,9 @@ namespace QueueWorker.Bench;
 public sealed record WorkerQueues(string Jobs, string Results)
 {
     public string DeadLetter => Jobs + ".dlq";
+
+    /// <summary>The queue of a priority lane (<c>RabbitMq:Lanes</c>): <c>{Jobs}.{lane}</c>, as the worker names it.</summary>
+    public string Lane(string lane) => QueueWorker.Messaging.RabbitMqOptions.LaneQueueName(Jobs, lane);
 }
 
 /// <summary>A result as it arrived: <see cref="ArrivedAt"/> is a <see cref="Stopwatch"/> timestamp taken on receipt; <see cref="Bytes"/> the message body's size.</summary>
@@ -24,6 +27,7 @@ public sealed class BenchBroker : IAsyncDisposable
     private readonly IConnection _connection;
     private readonly IChannel _publish;
     private readonly List<string> _owned = [];
+    private readonly List<string> _ownedExchanges = [];
     private readonly List<ResultStream> _streams = [];
     private readonly string _run = Guid.NewGuid().ToString("N")[..10];
     private readonly ConcurrentDictionary<string, ResultStream> _returnsTo = new();
@@ -44,6 +48,9 @@ public sealed class BenchBroker : IAsyncDisposable
             return Task.CompletedTask;
         };
     }
+
+    /// <summary>What every queue and exchange of this run is named with (<c>qw-bench.{run}.</c>): all of them are deleted at the end.</summary>
+    public string Prefix => $"qw-bench.{_run}.";
 
     /// <summary>The broker address, without its password (for reports).</summary>
     public string Uri { get; }
@@ -68,13 +75,33 @@ public sealed class BenchBroker : IAsyncDisposable
         return new BenchBroker(connection, channel, QueueWorker.Messaging.SecretMasker.MaskUri(uri));
     }
 
-    /// <summary>Fresh queue names for one worker; they are deleted when the broker is disposed.</summary>
-    public WorkerQueues NewQueues(string tag)
+    /// <summary>Fresh queue names for one worker (and its <paramref name="lanes"/>' queues); they are deleted when the broker is disposed.</summary>
+    public WorkerQueues NewQueues(string tag, IReadOnlyList<string>? lanes = null)
     {
-        var prefix = $"qw-bench.{_run}.{tag}";
+        var prefix = Prefix + tag;
         var queues = new WorkerQueues(prefix + ".jobs", prefix + ".results");
         _owned.AddRange([queues.Jobs, queues.DeadLetter, queues.Jobs + ".parked", queues.Results]);
+        foreach (var lane in lanes ?? [])
+        {
+            _owned.AddRange([queues.Lane(lane), queues.Lane(lane) + ".dlq"]);
+        }
+
         return queues;
+    }
+
+    /// <summary>
+    /// A control exchange of this run alone (<c>RabbitMq:ControlExchange</c> of its workers), deleted when the broker is
+    /// disposed: the workers declare it, so a run leaves no <c>llm.control</c> behind on a broker that had none.
+    /// </summary>
+    public string NewControlExchange()
+    {
+        var name = Prefix + "control";
+        if (!_ownedExchanges.Contains(name))
+        {
+            _ownedExchanges.Add(name);
+        }
+
+        return name;
     }
 
     /// <summary>Collects the results arriving on <paramref name="queue"/> (which must exist: the worker declares it at start).</summary>
@@ -100,12 +127,15 @@ public sealed class BenchBroker : IAsyncDisposable
         var id = job.Id ?? throw new ArgumentException("a benchmark job needs an id", nameof(job));
         var wait = results.Expect(id);
         _returnsTo[id] = results;
+        var now = TimeProvider.System.GetUtcNow();
         var props = new BasicProperties
         {
             MessageId = id,
             ContentType = "application/json",
             DeliveryMode = DeliveryModes.Persistent,
-            Timestamp = new AmqpTimestamp(TimeProvider.System.GetUtcNow().ToUnixTimeSeconds()),
+            Timestamp = new AmqpTimestamp(now.ToUnixTimeSeconds()),
+            // Millisecond publish time, as qw sends it: the worker's timings.queued_ms (the AMQP timestamp has whole seconds).
+            Headers = new Dictionary<string, object?> { [QueueWorker.Messaging.DeliveryMapper.TimestampInMsHeader] = now.ToUnixTimeMilliseconds() },
         };
         await _publish.BasicPublishAsync("", queue, mandatory: true, props, JobSerializer.Serialize(job), cancellationToken);
         return wait;
@@ -127,6 +157,18 @@ public sealed class BenchBroker : IAsyncDisposable
             catch (Exception e) when (e is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException)
             {
                 // Already gone (or never declared because its worker failed to start).
+            }
+        }
+
+        foreach (var exchange in _ownedExchanges)
+        {
+            try
+            {
+                await _publish.ExchangeDeleteAsync(exchange);
+            }
+            catch (Exception e) when (e is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException)
+            {
+                // Never declared (no worker started).
             }
         }
 

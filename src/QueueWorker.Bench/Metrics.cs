@@ -30,6 +30,19 @@ public static class Metrics
     public const string KvMb = "kv_mb";
     public const string DecodeAfterIdleTps = "decode_after_idle_tok_s";
     public const string MajorFaultsAfterIdle = "major_faults_after_idle";
+    public const string QueueWaitP50Ms = "queue_wait_p50_ms";
+    public const string QueueWaitP95Ms = "queue_wait_p95_ms";
+    public const string QueueWaitMaxMs = "queue_wait_max_ms";
+    public const string LatencyP50Ms = "latency_p50_ms";
+    public const string LatencyP95Ms = "latency_p95_ms";
+    public const string ServiceMs = "service_ms";
+    public const string BatchWallMs = "batch_wall_ms";
+    public const string BatchDoneBeforeLast = "batch_done_before_last_interactive";
+    public const string TenantBFinishMs = "tenant_b_finish_ms";
+    public const string TenantBVsAlone = "tenant_b_vs_alone";
+    public const string TenantBQueueWaitP50Ms = "tenant_b_queue_wait_p50_ms";
+    public const string TenantBLastPosition = "tenant_b_last_position";
+    public const string InWorkerMs = "in_worker_ms";
 
     /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
     public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal);
@@ -63,6 +76,19 @@ public static class Metrics
         KvMb => "KV cache MB (computed)",
         DecodeAfterIdleTps => "decode tok/s after idle",
         MajorFaultsAfterIdle => "major page faults in the job after idle",
+        QueueWaitP50Ms => "queue wait p50 ms",
+        QueueWaitP95Ms => "queue wait p95 ms",
+        QueueWaitMaxMs => "queue wait max ms",
+        LatencyP50Ms => "latency p50 ms",
+        LatencyP95Ms => "latency p95 ms",
+        ServiceMs => "service ms (one job)",
+        BatchWallMs => "batch wall ms",
+        BatchDoneBeforeLast => "batch done before last interactive",
+        TenantBFinishMs => "B finish ms",
+        TenantBVsAlone => "B × alone",
+        TenantBQueueWaitP50Ms => "B queue wait p50 ms",
+        TenantBLastPosition => "B last position",
+        InWorkerMs => "in worker ms p50 (receipt → result)",
         _ => metric,
     };
 }

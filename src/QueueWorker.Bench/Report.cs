@@ -56,6 +56,12 @@ public sealed record BenchReport(
 
     /// <summary>How the worker section ran (null when it did not).</summary>
     public WorkerBenchPlan? Worker { get; init; }
+
+    /// <summary>Issue 14's figures judged against its targets, when the scheduling section ran.</summary>
+    public IReadOnlyList<TargetResult> SchedulingTargets { get; init; } = [];
+
+    /// <summary>How the scheduling section ran (null when it did not).</summary>
+    public SchedulingBenchPlan? Scheduling { get; init; }
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]

@@ -25,9 +25,13 @@ public static class ReportWriter
         var md = new StringBuilder();
         void L(string line = "") => md.Append(line).Append('\n');
 
-        var seedSections = r.Sections.Any(s => !s.Id.StartsWith(BenchRunner.Worker, StringComparison.Ordinal)) || r.Claims.Count > 0;
+        var seedSections = r.Sections.Any(s => !s.Id.StartsWith(BenchRunner.Worker, StringComparison.Ordinal)
+                                               && !s.Id.StartsWith(BenchRunner.Scheduling, StringComparison.Ordinal)) || r.Claims.Count > 0;
+        var workerSections = r.Sections.Any(s => s.Id.StartsWith(BenchRunner.Worker, StringComparison.Ordinal));
         // The title names the tool that made the report (older reports say qw bench, its name before qwbench).
-        L(seedSections ? $"# {r.Tool}: the seed's CPU optimization claims, measured" : $"# {r.Tool}: the worker's throughput targets, measured");
+        L(seedSections ? $"# {r.Tool}: the seed's CPU optimization claims, measured"
+            : workerSections || r.Scheduling is null ? $"# {r.Tool}: the worker's throughput targets, measured"
+            : $"# {r.Tool}: scheduling (lanes, fair share between tenants), measured");
         L();
         L(string.Create(inv, $"Run {r.StartedAt:yyyy-MM-dd HH:mm} UTC, {r.DurationSeconds / 60:F1} min: `{r.CommandLine}`"));
         L();
@@ -63,6 +67,13 @@ public static class ReportWriter
               "then **median [min–max]** over the rounds; a target passes when the median meets it." + (p.Quick ? " Quick mode: fewer rounds." : ""));
         }
 
+        if (r.Scheduling is { } sp)
+        {
+            L($"- **Scheduling benchmark**: the worker binary `{sp.WorkerDll}` started per configuration (lanes, single queue, fair share) on temporary queues of " +
+              $"{sp.BrokerUri}, model `{sp.Model}`, Inference:Slots = {sp.Slots}, {sp.Threads} threads; {sp.Warmup} warm-up round(s), then {sp.Repetitions} rounds " +
+              "over every configuration with the order rotated each round; each ratio is taken within a round, then **median [min–max]** over the rounds.");
+        }
+
         L();
         if (r.Targets.Count > 0)
         {
@@ -72,6 +83,23 @@ public static class ReportWriter
             L("|---|---|---|---|---|---|");
             var t = 1;
             foreach (var target in r.Targets)
+            {
+                var threshold = string.Create(inv, $"{(target.Comparison == ">=" ? "≥" : "≤")} {target.Threshold:0.##} {target.Unit}");
+                var measured = target.Measured is { } st ? FormatPrecise(st) + " " + target.Unit : "—";
+                L($"| {t++} | {Cell(target.Target)} | {threshold} | {measured} | **{target.Verdict}** | {Cell(target.Detail)} |");
+            }
+
+            L();
+        }
+
+        if (r.SchedulingTargets.Count > 0)
+        {
+            L("## Issue 14's scheduling figures (lanes, fair share)");
+            L();
+            L("| # | Target | Threshold | Measured | Result | Behind it |");
+            L("|---|---|---|---|---|---|");
+            var t = 1;
+            foreach (var target in r.SchedulingTargets)
             {
                 var threshold = string.Create(inv, $"{(target.Comparison == ">=" ? "≥" : "≤")} {target.Threshold:0.##} {target.Unit}");
                 var measured = target.Measured is { } st ? FormatPrecise(st) + " " + target.Unit : "—";

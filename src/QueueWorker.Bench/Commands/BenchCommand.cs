@@ -17,7 +17,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         "with LLamaSharp, side by side in one run, and writes results.md (prediction | measured | verdict), results.json and chart.png. " +
         "Without --model it uses a synthetic model (qwbench model synth: real shapes, random weights, real speed), cached between runs. " +
         "Run it on a quiet machine: anything else using the CPU skews the numbers. " +
-        "--sections worker measures issue 3's throughput targets through the real worker binary and a RabbitMQ broker instead.";
+        "--sections worker measures issue 3's throughput targets through the real worker binary and a RabbitMQ broker instead; " +
+        "--sections scheduling measures issue 14's figures (interactive wait beside a batch with lanes, two-tenant fair share) the same way.";
 
     internal sealed class Settings : CommandSettings
     {
@@ -45,10 +46,12 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public bool Quick { get; init; }
 
         [CommandOption("--sections <LIST>")]
-        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, worker, peer. " +
+        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, worker, peer, scheduling. " +
                      "worker (not in the default) runs the worker binary on temporary queues of a broker and checks issue 3's targets: " +
                      "one job vs LLamaSharp's raw loop, 8 jobs with 4 slots vs 1, a shared prompt prefix, RSS after 50 vs 500 jobs. " +
-                     "peer runs the worker and llama-server -np 4 (--llama-server) on the same 16-job sets, interleaved.")]
+                     "peer runs the worker and llama-server -np 4 (--llama-server) on the same 16-job sets, interleaved. " +
+                     "scheduling (not in the default) runs worker binaries the same way for issue 14: interactive jobs' queue wait beside a queued batch " +
+                     "with lanes and on one queue, and a small tenant's finish time behind a large one with fair share, alone and first come.")]
         [DefaultValue("context,threads,mmap,quant,batch,blas")]
         public string Sections { get; init; } = string.Join(',', BenchRunner.DefaultSections);
 
@@ -143,6 +146,51 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         [DefaultValue("50,500")]
         public string MemoryJobs { get; init; } = "50,500";
 
+        [CommandOption("--scheduling-model <GGUF>")]
+        [Description("scheduling section: the model of its workers (small: the figures are about order, not speed).")]
+        [DefaultValue(DefaultMemoryModel)]
+        public string SchedulingModel { get; init; } = DefaultMemoryModel;
+
+        [CommandOption("--scheduling-batch <N>")]
+        [Description("scheduling section: batch jobs queued at once on the batch lane (and on the single queue).")]
+        [DefaultValue(500)]
+        public int SchedulingBatch { get; init; } = 500;
+
+        [CommandOption("--scheduling-interactive <N>")]
+        [Description("scheduling section: interactive jobs published one at a time while the batch runs.")]
+        [DefaultValue(20)]
+        public int SchedulingInteractive { get; init; } = 20;
+
+        [CommandOption("--scheduling-spread <FRACTION>")]
+        [Description("scheduling section: the interactive jobs are published over this first fraction of the batch (by its results).")]
+        [DefaultValue(0.5)]
+        public double SchedulingSpread { get; init; } = 0.5;
+
+        [CommandOption("--scheduling-tenants <A,B>")]
+        [Description("scheduling section: jobs of tenant A (queued first) and of tenant B (queued right after).")]
+        [DefaultValue("200,10")]
+        public string SchedulingTenants { get; init; } = "200,10";
+
+        [CommandOption("--scheduling-small-prefetch <N>")]
+        [Description("scheduling section: RabbitMq:Prefetch of a second fair-share worker (8 × slots by the README's advice; 0 = none). The first holds every job.")]
+        [DefaultValue(32)]
+        public int SchedulingSmallPrefetch { get; init; } = 32;
+
+        [CommandOption("--scheduling-slots <N>")]
+        [Description("scheduling section: Inference:Slots of its workers.")]
+        [DefaultValue(4)]
+        public int SchedulingSlots { get; init; } = 4;
+
+        [CommandOption("--scheduling-job <PROMPT,GEN>")]
+        [Description("scheduling section: prompt tokens and generated tokens of every job.")]
+        [DefaultValue("16,24")]
+        public string SchedulingJob { get; init; } = "16,24";
+
+        [CommandOption("--scheduling-reps <N>")]
+        [Description("scheduling section: rounds over its configurations (after --warmup rounds).")]
+        [DefaultValue(3)]
+        public int SchedulingReps { get; init; } = 3;
+
         [CommandOption("--verbose")]
         [Description("Show llama.cpp's log.")]
         public bool Verbose { get; init; }
@@ -154,6 +202,13 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public IReadOnlyList<int> MemoryJobList => Split(MemoryJobs)
             .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : -1).ToList();
         public IReadOnlyList<string> QuantList => Split(Quants);
+
+        public IReadOnlyList<int> SchedulingTenantList => Numbers(SchedulingTenants);
+
+        public IReadOnlyList<int> SchedulingJobList => Numbers(SchedulingJob);
+
+        /// <summary>Only the scheduling section: no model of --preset/--model is made or loaded for it.</summary>
+        public bool SchedulingOnly => SectionList.All(s => s == BenchRunner.Scheduling);
 
         public IReadOnlyList<int> BatchJobList => Split(BatchJobs)
             .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : -1).ToList();
@@ -227,20 +282,15 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                     return ValidationResult.Error($"--memory-model: file not found: {Path.GetFullPath(MemoryModel)}");
                 }
 
-                if (WorkerDll is not null && !File.Exists(WorkerDll))
+                if (WorkerBinaryError() is { } workerError)
                 {
-                    return ValidationResult.Error($"--worker-dll: file not found: {Path.GetFullPath(WorkerDll)}");
+                    return ValidationResult.Error(workerError);
                 }
+            }
 
-                if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
-                {
-                    return ValidationResult.Error("--worker-dll: no worker binary found beside this qwbench (build src/QueueWorker in the same configuration, or give its QueueWorker.dll)");
-                }
-
-                if (BrokerUri is not null && !System.Uri.TryCreate(BrokerUri, UriKind.Absolute, out _))
-                {
-                    return ValidationResult.Error($"--broker-uri: '{BrokerUri}' is not an absolute URI (amqp://user:password@host:5672/vhost)");
-                }
+            if (SectionList.Contains(BenchRunner.Scheduling) && ValidateScheduling() is { } error)
+            {
+                return ValidationResult.Error(error);
             }
 
             if (Model is not null && !File.Exists(Model))
@@ -248,7 +298,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                 return ValidationResult.Error($"--model: file not found: {Path.GetFullPath(Model)}");
             }
 
-            if (Model is null)
+            if (Model is null && !SchedulingOnly)
             {
                 if (!ModelPreset.All.Any(p => string.Equals(p.Name, Preset, StringComparison.OrdinalIgnoreCase)))
                 {
@@ -263,6 +313,71 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
 
             return ValidationResult.Success();
         }
+
+        /// <summary>The worker binary and the broker, which the worker and scheduling sections need.</summary>
+        private string? WorkerBinaryError()
+        {
+            if (WorkerDll is not null && !File.Exists(WorkerDll))
+            {
+                return $"--worker-dll: file not found: {Path.GetFullPath(WorkerDll)}";
+            }
+
+            if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
+            {
+                return "--worker-dll: no worker binary found beside this qwbench (build src/QueueWorker in the same configuration, or give its QueueWorker.dll)";
+            }
+
+            if (BrokerUri is not null && !System.Uri.TryCreate(BrokerUri, UriKind.Absolute, out _))
+            {
+                return $"--broker-uri: '{BrokerUri}' is not an absolute URI (amqp://user:password@host:5672/vhost)";
+            }
+
+            return null;
+        }
+
+        private string? ValidateScheduling()
+        {
+            if (!File.Exists(SchedulingModel))
+            {
+                return $"--scheduling-model: file not found: {Path.GetFullPath(SchedulingModel)}";
+            }
+
+            if (SchedulingBatch < 1 || SchedulingInteractive < 1 || SchedulingReps < 1)
+            {
+                return "--scheduling-batch, --scheduling-interactive and --scheduling-reps: at least 1";
+            }
+
+            if (SchedulingSpread is <= 0 or > 1)
+            {
+                return $"--scheduling-spread: {SchedulingSpread.ToString(CultureInfo.InvariantCulture)} must be above 0 and at most 1 (a fraction of the batch)";
+            }
+
+            // RabbitMq:Prefetch is at most 1000: the fair-share worker must hold every job of both tenants.
+            if (SchedulingTenantList is not [>= 1 and var a, >= 1 and var b] || a + b > 1000)
+            {
+                return $"--scheduling-tenants: '{SchedulingTenants}' must be A,B with A, B >= 1 and A + B <= 1000 (the fair-share worker's RabbitMq:Prefetch holds them all)";
+            }
+
+            if (SchedulingSmallPrefetch is < 0 or > 1000)
+            {
+                return $"--scheduling-small-prefetch: {SchedulingSmallPrefetch} must be 0 (none) to 1000 (RabbitMq:Prefetch's range)";
+            }
+
+            if (SchedulingSlots is < 1 or > 64)
+            {
+                return $"--scheduling-slots: {SchedulingSlots} must be 1 to 64";
+            }
+
+            if (SchedulingJobList is not [>= 2, >= 1])
+            {
+                return $"--scheduling-job: '{SchedulingJob}' must be PROMPT,GEN with PROMPT >= 2 and GEN >= 1";
+            }
+
+            return WorkerBinaryError();
+        }
+
+        private static List<int> Numbers(string list) => Split(list)
+            .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : -1).ToList();
 
         private static List<string> Split(string list) =>
             list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => s.ToLowerInvariant()).ToList();
@@ -300,7 +415,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         }
 
         // Every model file first (synthesis has its own progress bar; Spectre allows one live display at a time).
-        var preset = settings.Model is null ? ModelPreset.Get(settings.Preset) : null;
+        var preset = settings.Model is null && !settings.SchedulingOnly ? ModelPreset.Get(settings.Preset) : null;
         var cache = new ModelCache(
             settings.CacheDir ?? ModelCache.DefaultDirectory(),
             preset,
@@ -311,7 +426,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             (options, ct) => ModelSynthCommand.SynthesizeWithProgressAsync(console, options, ct),
             line => console.MarkupLine($"[grey]{Markup.Escape(line)}[/]"));
         var mainQuant = QuantType.Get(settings.Quant);
-        var mainModel = settings.Model ?? await cache.GetAsync(mainQuant, cancellationToken);
+        // A scheduling-only run measures order on its own small model: nothing of --preset is synthesized for it.
+        var mainModel = settings.Model ?? (settings.SchedulingOnly ? settings.SchedulingModel : await cache.GetAsync(mainQuant, cancellationToken));
         if (plan.Sections.Contains(BenchRunner.Quant))
         {
             foreach (var q in plan.Quants)
@@ -331,13 +447,16 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         var fileType = header.Get("general.file_type")?.AsInt64();
         var modelInfo = new ModelInfo(
             Path.GetFullPath(mainModel),
-            preset is null ? "user model (--model)" : $"synthetic {preset.Name} (random weights, seed {settings.Seed})",
+            settings.Model is not null ? "user model (--model)"
+                : preset is null ? "the scheduling section's model (--scheduling-model)"
+                : $"synthetic {preset.Name} (random weights, seed {settings.Seed})",
             new FileInfo(mainModel).Length,
             header.ParameterCount,
             fileType is { } ft ? ((LLamaFtype)ft).ToString() : "unknown");
         console.MarkupLine($"Model: [bold]{Markup.Escape(modelInfo.Source)}[/], {modelInfo.Parameters:N0} parameters, {modelInfo.Quant}");
 
         var workerPlan = plan.Sections.Contains(BenchRunner.Worker) ? WorkerPlan(settings, plan, mainModel) : null;
+        var schedulingPlan = plan.Sections.Contains(BenchRunner.Scheduling) ? SchedulingPlan(settings, plan) : null;
         IReadOnlyList<SectionResult> sections = [];
         WorkerBenchResult? worker = null;
         PeerBenchPlan? peerPlan = null;
@@ -350,6 +469,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
 
         WorkerBenchResult? peer = null;
         IReadOnlyList<PeerBenchRunner.Run> peerRuns = [];
+        SchedulingBenchResult? scheduling = null;
         await console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
@@ -368,6 +488,11 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                 {
                     (peer, peerRuns) = await new PeerBenchRunner(peerPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
                 }
+
+                if (schedulingPlan is not null)
+                {
+                    scheduling = await new SchedulingBenchRunner(schedulingPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
+                }
             });
 
         var backend = BackendInfo.Collect();
@@ -383,12 +508,14 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             backend,
             modelInfo,
             plan,
-            [.. sections, .. worker?.Sections ?? [], .. peer?.Sections ?? []],
+            [.. sections, .. worker?.Sections ?? [], .. peer?.Sections ?? [], .. scheduling?.Sections ?? []],
             seedRun ? SeedClaims.Evaluate(sections, backend) : [],
             seedRun ? SeedClaims.Recommend(sections, plan) : [])
         {
             Targets = [.. worker?.Targets ?? [], .. peer?.Targets ?? []],
             Worker = workerPlan is null ? null : workerPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(workerPlan.BrokerUri) },
+            SchedulingTargets = scheduling?.Targets ?? [],
+            Scheduling = schedulingPlan is null ? null : schedulingPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(schedulingPlan.BrokerUri) },
         };
 
         Directory.CreateDirectory(settings.Out);
@@ -427,19 +554,56 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             console.Write(targets);
         }
 
+        if (report.SchedulingTargets.Count > 0)
+        {
+            var targets = new Table().AddColumns("Issue 14 figure", "Threshold", "Measured", "Result", "Beside it");
+            foreach (var t in report.SchedulingTargets)
+            {
+                var threshold = string.Create(CultureInfo.InvariantCulture, $"{(t.Comparison == ">=" ? "≥" : "≤")} {t.Threshold:0.##} {t.Unit}");
+                var measured = t.Measured is { } st ? ReportWriter.FormatPrecise(st) + " " + t.Unit : "—";
+                targets.AddRow(Markup.Escape(t.Target), Markup.Escape(threshold), Markup.Escape(measured),
+                    t.Passed switch { true => "[green]✓ pass[/]", false => "[red]✗ fail[/]", null => "not measured" }, Markup.Escape(t.Detail));
+            }
+
+            console.Write(targets);
+        }
+
         console.MarkupLine($"Wrote [bold]{Markup.Escape(Path.GetFullPath(settings.Out))}[/]: {ReportWriter.MarkdownFile}, {ReportWriter.JsonFile}" +
                            (chart ? $", {ReportWriter.ChartFile}" : "") + $" in {clock.Elapsed.TotalMinutes:F1} min.");
         return 0;
     }
 
-    /// <summary>The job shapes the worker's targets are stated for: 8 jobs of ~60 + 48 tokens, a ~150-token shared instruction, the bench's job shape for one job alone.</summary>
-    private static WorkerBenchPlan WorkerPlan(Settings settings, BenchPlan plan, string mainModel)
+    /// <summary>Issue 14's figures: the batch, interactive and tenant counts of the flags, on the scheduling model.</summary>
+    private static SchedulingBenchPlan SchedulingPlan(Settings settings, BenchPlan plan) => new(
+        Path.GetFullPath(settings.WorkerDll ?? WorkerProcess.FindWorkerDll(AppContext.BaseDirectory)!),
+        BrokerUri(settings),
+        Path.GetFullPath(settings.SchedulingModel),
+        plan.AllThreads,
+        settings.SchedulingSlots,
+        plan.Warmup,
+        settings.SchedulingReps,
+        new JobShape(settings.SchedulingJobList[0], settings.SchedulingJobList[1]),
+        settings.SchedulingBatch,
+        settings.SchedulingInteractive,
+        settings.SchedulingSpread,
+        settings.SchedulingTenantList[0],
+        settings.SchedulingTenantList[1],
+        settings.SchedulingSmallPrefetch);
+
+    /// <summary>--broker-uri, else RabbitMq:Uri of qwbench's configuration (appsettings.json, environment), else the local broker.</summary>
+    private static string BrokerUri(Settings settings)
     {
         var configuration = new ConfigurationBuilder()
             .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
             .AddEnvironmentVariables()
             .Build();
-        var broker = settings.BrokerUri ?? configuration["RabbitMq:Uri"] ?? "amqp://guest:guest@127.0.0.1:5672/";
+        return settings.BrokerUri ?? configuration["RabbitMq:Uri"] ?? "amqp://guest:guest@127.0.0.1:5672/";
+    }
+
+    /// <summary>The job shapes the worker's targets are stated for: 8 jobs of ~60 + 48 tokens, a ~150-token shared instruction, the bench's job shape for one job alone.</summary>
+    private static WorkerBenchPlan WorkerPlan(Settings settings, BenchPlan plan, string mainModel)
+    {
+        var broker = BrokerUri(settings);
         var workerDll = Path.GetFullPath(settings.WorkerDll ?? WorkerProcess.FindWorkerDll(AppContext.BaseDirectory)!);
         return new WorkerBenchPlan(
             workerDll,
