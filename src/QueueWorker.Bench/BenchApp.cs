@@ -17,6 +17,7 @@ internal static class BenchApp
         {
             config.AddExample("--quick", "--out", "bench-results");
             config.AddExample("--model", "my-model.gguf", "--sections", "threads,batch");
+            config.AddCommand<RawLoopCommand>("raw-loop").WithDescription(RawLoopCommand.Description).IsHidden();
             config.AddBranch("model", model =>
             {
                 model.SetDescription("Model tools.");

@@ -38,12 +38,13 @@ public sealed class BenchRunner(
     public const string Blas = "blas";
     public const string Worker = "worker";
     public const string Kv = "kv";
+    public const string Overhead = "overhead";
 
     /// <summary>What a plain <c>qwbench</c> measures: the seed's claims.</summary>
     public static IReadOnlyList<string> DefaultSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
 
     /// <summary>Every section; <see cref="Worker"/> (the worker's throughput targets, through the real worker and a broker) is opt-in.</summary>
-    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Kv, Worker];
+    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Kv, Worker, Overhead];
 
     public async Task<IReadOnlyList<SectionResult>> RunAsync(CancellationToken cancellationToken)
     {
@@ -60,6 +61,7 @@ public sealed class BenchRunner(
                 Kv => await RunKvAsync(cancellationToken),
                 Blas => null, // Nothing to time: the backend is described in the report.
                 Worker => null, // WorkerBenchRunner: it needs the worker binary and a broker.
+                Overhead => null, // OverheadBenchRunner: the worker binary, a broker and a raw loop process.
                 _ => throw new ArgumentException($"unknown section '{section}'"),
             };
             if (result is not null)

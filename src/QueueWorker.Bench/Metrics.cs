@@ -30,9 +30,11 @@ public static class Metrics
     public const string KvMb = "kv_mb";
     public const string DecodeAfterIdleTps = "decode_after_idle_tok_s";
     public const string MajorFaultsAfterIdle = "major_faults_after_idle";
+    public const string StepMs = "step_ms";
+    public const string JobsPerS = "jobs_s";
 
     /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
-    public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal);
+    public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal) || metric == JobsPerS;
 
     public static string Label(string metric) => metric switch
     {
@@ -63,6 +65,8 @@ public static class Metrics
         KvMb => "KV cache MB (computed)",
         DecodeAfterIdleTps => "decode tok/s after idle",
         MajorFaultsAfterIdle => "major page faults in the job after idle",
+        StepMs => "raw step ms",
+        JobsPerS => "jobs/s",
         _ => metric,
     };
 }

@@ -56,6 +56,9 @@ public sealed record BenchReport(
 
     /// <summary>How the worker section ran (null when it did not).</summary>
     public WorkerBenchPlan? Worker { get; init; }
+
+    /// <summary>How the overhead section ran (null when it did not).</summary>
+    public OverheadBenchPlan? Overhead { get; init; }
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]

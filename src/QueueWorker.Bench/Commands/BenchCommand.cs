@@ -45,7 +45,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public bool Quick { get; init; }
 
         [CommandOption("--sections <LIST>")]
-        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, worker. " +
+        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, worker, overhead. overhead (opt-in) runs the worker and a raw batched " +
+                     "loop process on a small model (--overhead-model), 4 jobs at once, and tiny jobs against the broker's own rate. " +
                      "worker (not in the default) runs the worker binary on temporary queues of a broker and checks issue 3's targets: " +
                      "one job vs LLamaSharp's raw loop, 8 jobs with 4 slots vs 1, a shared prompt prefix, RSS after 50 vs 500 jobs.")]
         [DefaultValue("context,threads,mmap,quant,batch,blas")]
@@ -133,6 +134,16 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         [DefaultValue("50,500")]
         public string MemoryJobs { get; init; } = "50,500";
 
+        [CommandOption("--overhead-model <GGUF>")]
+        [Description("overhead section: the small model whose per-step and per-job costs are measured (stories260K).")]
+        [DefaultValue(DefaultMemoryModel)]
+        public string OverheadModel { get; init; } = DefaultMemoryModel;
+
+        [CommandOption("--tiny-jobs <N>")]
+        [Description("overhead section: jobs per round of the jobs/s comparison (0 = 200, or 100 with --quick).")]
+        [DefaultValue(0)]
+        public int TinyJobs { get; init; }
+
         [CommandOption("--verbose")]
         [Description("Show llama.cpp's log.")]
         public bool Verbose { get; init; }
@@ -185,6 +196,24 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             if (PromptTokens is 1)
             {
                 return ValidationResult.Error("--prompt-tokens: at least 2");
+            }
+
+            if (SectionList.Contains(BenchRunner.Overhead))
+            {
+                if (!File.Exists(OverheadModel))
+                {
+                    return ValidationResult.Error($"--overhead-model: file not found: {Path.GetFullPath(OverheadModel)}");
+                }
+
+                if (TinyJobs < 0)
+                {
+                    return ValidationResult.Error("--tiny-jobs must not be negative");
+                }
+
+                if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
+                {
+                    return ValidationResult.Error("--worker-dll: no worker binary found beside this qwbench (build src/QueueWorker in the same configuration, or give its QueueWorker.dll)");
+                }
             }
 
             if (SectionList.Contains(BenchRunner.Worker))
@@ -283,7 +312,10 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             (options, ct) => ModelSynthCommand.SynthesizeWithProgressAsync(console, options, ct),
             line => console.MarkupLine($"[grey]{Markup.Escape(line)}[/]"));
         var mainQuant = QuantType.Get(settings.Quant);
-        var mainModel = settings.Model ?? await cache.GetAsync(mainQuant, cancellationToken);
+        // An overhead-only run needs no synthetic model: its own small model is the main one.
+        var mainModel = settings.Model ?? (plan.Sections.All(s => s == BenchRunner.Overhead)
+            ? settings.OverheadModel
+            : await cache.GetAsync(mainQuant, cancellationToken));
         if (plan.Sections.Contains(BenchRunner.Quant))
         {
             foreach (var q in plan.Quants)
@@ -310,8 +342,10 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         console.MarkupLine($"Model: [bold]{Markup.Escape(modelInfo.Source)}[/], {modelInfo.Parameters:N0} parameters, {modelInfo.Quant}");
 
         var workerPlan = plan.Sections.Contains(BenchRunner.Worker) ? WorkerPlan(settings, plan, mainModel) : null;
+        var overheadPlan = plan.Sections.Contains(BenchRunner.Overhead) ? OverheadPlan(settings, plan) : null;
         IReadOnlyList<SectionResult> sections = [];
         WorkerBenchResult? worker = null;
+        WorkerBenchResult? overhead = null;
         await console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
@@ -324,6 +358,11 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                 if (workerPlan is not null)
                 {
                     worker = await new WorkerBenchRunner(workerPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
+                }
+
+                if (overheadPlan is not null)
+                {
+                    overhead = await new OverheadBenchRunner(overheadPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
                 }
             });
 
@@ -340,12 +379,13 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             backend,
             modelInfo,
             plan,
-            [.. sections, .. worker?.Sections ?? []],
+            [.. sections, .. worker?.Sections ?? [], .. overhead?.Sections ?? []],
             seedRun ? SeedClaims.Evaluate(sections, backend) : [],
             seedRun ? SeedClaims.Recommend(sections, plan) : [])
         {
-            Targets = worker?.Targets ?? [],
+            Targets = [.. worker?.Targets ?? [], .. overhead?.Targets ?? []],
             Worker = workerPlan is null ? null : workerPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(workerPlan.BrokerUri) },
+            Overhead = overheadPlan is null ? null : overheadPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(overheadPlan.BrokerUri) },
         };
 
         Directory.CreateDirectory(settings.Out);
@@ -367,7 +407,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
 
         if (report.Targets.Count > 0)
         {
-            var targets = new Table().AddColumns("Issue 3 target", "Threshold", "Measured", "Result");
+            var targets = new Table().AddColumns("Target", "Threshold", "Measured", "Result");
             foreach (var t in report.Targets)
             {
                 var threshold = string.Create(CultureInfo.InvariantCulture, $"{(t.Comparison == ">=" ? "≥" : "≤")} {t.Threshold:0.##} {t.Unit}");
@@ -382,6 +422,24 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         console.MarkupLine($"Wrote [bold]{Markup.Escape(Path.GetFullPath(settings.Out))}[/]: {ReportWriter.MarkdownFile}, {ReportWriter.JsonFile}" +
                            (chart ? $", {ReportWriter.ChartFile}" : "") + $" in {clock.Elapsed.TotalMinutes:F1} min.");
         return 0;
+    }
+
+    /// <summary>Issue 12 item 3's shapes: 4 jobs of max_tokens 256 on the small model; tiny jobs as the soak test sends them.</summary>
+    private static OverheadBenchPlan OverheadPlan(Settings settings, BenchPlan plan)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
+            .AddEnvironmentVariables()
+            .Build();
+        return new OverheadBenchPlan(
+            Path.GetFullPath(settings.WorkerDll ?? WorkerProcess.FindWorkerDll(AppContext.BaseDirectory)!),
+            RawLoopProcess.FindBenchDll(AppContext.BaseDirectory) ?? throw new InvalidOperationException("qwbench.dll not found beside this process"),
+            settings.BrokerUri ?? configuration["RabbitMq:Uri"] ?? "amqp://guest:guest@127.0.0.1:5672/",
+            Path.GetFullPath(settings.OverheadModel),
+            plan.AllThreads,
+            plan.Warmup,
+            plan.Repetitions,
+            TinyJobs: settings.TinyJobs > 0 ? settings.TinyJobs : plan.Quick ? 100 : 200);
     }
 
     /// <summary>The job shapes the worker's targets are stated for: 8 jobs of ~60 + 48 tokens, a ~150-token shared instruction, the bench's job shape for one job alone.</summary>
