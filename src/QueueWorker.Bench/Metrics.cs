@@ -32,6 +32,7 @@ public static class Metrics
     public const string MajorFaultsAfterIdle = "major_faults_after_idle";
     public const string StepMs = "step_ms";
     public const string JobsPerS = "jobs_s";
+    public const string InProcessTps = "inprocess_tok_s";
 
     /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
     public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal) || metric == JobsPerS;
@@ -67,6 +68,7 @@ public static class Metrics
         MajorFaultsAfterIdle => "major page faults in the job after idle",
         StepMs => "raw step ms",
         JobsPerS => "jobs/s",
+        InProcessTps => "in-process tok/s",
         _ => metric,
     };
 }

@@ -173,6 +173,8 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
         into.Add(Metrics.CompletionTokens, completion);
         into.Add(Metrics.PromptTokens, done.Average(r => r.Result.Usage!.PromptTokens));
         into.Add(Metrics.CachedTokens, done.Max(r => r.Result.Usage!.CachedTokens));
+        // Without the broker's legs: the longest job's time inside the worker (parse to result, before its publish).
+        into.Add(Metrics.InProcessTps, completion / (done.Max(r => r.Result.Timings!.TotalMs) / 1000));
     }
 
     // ---- jobs/s: the soak test's shape against the broker's own rate -----------------------------------------------
@@ -294,6 +296,8 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
                     "context parameters (unified KV cache, batch = micro-batch, f16 K/V, flash attention auto, memory-mapped weights) and one greedy sampler chain " +
                     "per sequence, all prompts prefilled in one batch, each sequence ending at end-of-generation or max_tokens as a job does.",
                     "raw step ms = the raw loop's decode time / its decode steps (one step decodes one token of every sequence still running).",
+                    "in-process tok/s (worker) = completion tokens / the longest job's timings.total_ms (parse to result inside the worker): what is left " +
+                    "when the broker's legs (publish, delivery, result publish and confirm, result delivery) are taken out.",
                 ]),
             new SectionResult(JobsPerSecond, $"Tiny jobs (the soak test's shape) through the worker against the broker's own rate",
                 $"{plan.TinyJobs} jobs of \"Once upon a time\", max_tokens {plan.TinyMaxTokens}, greedy, published at once; the worker with {plan.Slots} slots",

@@ -49,14 +49,12 @@ public sealed class RawLoopProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Where qwbench.dll is: this process's own folder when it is qwbench, else the repository's build of the same configuration.</summary>
+    /// <summary>
+    /// Where qwbench.dll is: the repository's build of the same configuration (src/QueueWorker.Bench/bin/…, as the worker
+    /// is found), else beside this process (a published layout).
+    /// </summary>
     public static string? FindBenchDll(string baseDirectory)
     {
-        if (File.Exists(Path.Combine(baseDirectory, "qwbench.dll")) && File.Exists(Path.Combine(baseDirectory, "qwbench.runtimeconfig.json")))
-        {
-            return Path.Combine(baseDirectory, "qwbench.dll");
-        }
-
         var net = new DirectoryInfo(baseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var configuration = net.Parent?.Name;
         for (var dir = net; dir is not null && configuration is not null; dir = dir.Parent)
@@ -64,11 +62,17 @@ public sealed class RawLoopProcess : IAsyncDisposable
             if (File.Exists(Path.Combine(dir.FullName, "QueueWorker.sln")))
             {
                 var dll = Path.Combine(dir.FullName, "src", "QueueWorker.Bench", "bin", configuration, net.Name, "qwbench.dll");
-                return File.Exists(dll) ? dll : null;
+                if (File.Exists(dll))
+                {
+                    return dll;
+                }
+
+                break;
             }
         }
 
-        return null;
+        var beside = Path.Combine(baseDirectory, "qwbench.dll");
+        return File.Exists(beside) && File.Exists(Path.Combine(baseDirectory, "qwbench.runtimeconfig.json")) ? beside : null;
     }
 
     /// <summary>Starts the raw loop and waits until its model is loaded and warmed up.</summary>

@@ -301,7 +301,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         }
 
         // Every model file first (synthesis has its own progress bar; Spectre allows one live display at a time).
-        var preset = settings.Model is null ? ModelPreset.Get(settings.Preset) : null;
+        var overheadOnly = settings.SectionList.All(s => s == BenchRunner.Overhead);
+        var preset = settings.Model is null && !overheadOnly ? ModelPreset.Get(settings.Preset) : null;
         var cache = new ModelCache(
             settings.CacheDir ?? ModelCache.DefaultDirectory(),
             preset,
@@ -313,7 +314,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             line => console.MarkupLine($"[grey]{Markup.Escape(line)}[/]"));
         var mainQuant = QuantType.Get(settings.Quant);
         // An overhead-only run needs no synthetic model: its own small model is the main one.
-        var mainModel = settings.Model ?? (plan.Sections.All(s => s == BenchRunner.Overhead)
+        var mainModel = settings.Model ?? (overheadOnly
             ? settings.OverheadModel
             : await cache.GetAsync(mainQuant, cancellationToken));
         if (plan.Sections.Contains(BenchRunner.Quant))
