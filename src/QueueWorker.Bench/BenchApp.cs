@@ -19,6 +19,7 @@ internal static class BenchApp
             config.AddExample("--model", "my-model.gguf", "--sections", "threads,batch");
             config.AddCommand<ClusterCommand>("cluster").WithDescription(ClusterCommand.Description)
                 .WithExample("cluster", "--broker-uri", "amqp://guest:guest@127.0.0.1:5701/,amqp://guest:guest@127.0.0.1:5702/,amqp://guest:guest@127.0.0.1:5703/");
+            config.AddCommand<RawLoopCommand>("raw-loop").WithDescription(RawLoopCommand.Description).IsHidden();
             config.AddBranch("model", model =>
             {
                 model.SetDescription("Model tools.");

@@ -40,12 +40,13 @@ public sealed class BenchRunner(
     public const string Kv = "kv";
     public const string Peer = PeerBenchRunner.Peer;
     public const string Scheduling = "scheduling";
+    public const string Overhead = "overhead";
 
     /// <summary>What a plain <c>qwbench</c> measures: the seed's claims.</summary>
     public static IReadOnlyList<string> DefaultSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
 
     /// <summary>Every section; <see cref="Worker"/> (the worker's throughput targets, through the real worker and a broker) is opt-in.</summary>
-    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Kv, Worker, Peer, Scheduling];
+    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Kv, Worker, Peer, Scheduling, Overhead];
 
     public async Task<IReadOnlyList<SectionResult>> RunAsync(CancellationToken cancellationToken)
     {
@@ -64,6 +65,7 @@ public sealed class BenchRunner(
                 Worker => null, // WorkerBenchRunner: it needs the worker binary and a broker.
                 Peer => null, // PeerBenchRunner: the worker binary, a broker and llama-server.
                 Scheduling => null, // SchedulingBenchRunner: worker binaries and a broker too.
+                Overhead => null, // OverheadBenchRunner: the worker binary, a broker and a raw loop process.
                 _ => throw new ArgumentException($"unknown section '{section}'"),
             };
             if (result is not null)

@@ -43,9 +43,12 @@ public static class Metrics
     public const string TenantBQueueWaitP50Ms = "tenant_b_queue_wait_p50_ms";
     public const string TenantBLastPosition = "tenant_b_last_position";
     public const string InWorkerMs = "in_worker_ms";
+    public const string StepMs = "step_ms";
+    public const string JobsPerS = "jobs_s";
+    public const string InProcessTps = "inprocess_tok_s";
 
     /// <summary>True when a larger value is better (throughputs); false for times and sizes.</summary>
-    public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal);
+    public static bool HigherIsBetter(string metric) => metric.EndsWith("tok_s", StringComparison.Ordinal) || metric == JobsPerS;
 
     public static string Label(string metric) => metric switch
     {
@@ -89,6 +92,9 @@ public static class Metrics
         TenantBQueueWaitP50Ms => "B queue wait p50 ms",
         TenantBLastPosition => "B last position",
         InWorkerMs => "in worker ms p50 (receipt → result)",
+        StepMs => "raw step ms",
+        JobsPerS => "jobs/s",
+        InProcessTps => "in-process tok/s",
         _ => metric,
     };
 }

@@ -62,6 +62,8 @@ public sealed record BenchReport(
 
     /// <summary>How the scheduling section ran (null when it did not).</summary>
     public SchedulingBenchPlan? Scheduling { get; init; }
+    /// <summary>How the overhead section ran (null when it did not).</summary>
+    public OverheadBenchPlan? Overhead { get; init; }
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]

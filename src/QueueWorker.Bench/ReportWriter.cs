@@ -74,10 +74,17 @@ public static class ReportWriter
               "over every configuration with the order rotated each round; each ratio is taken within a round, then **median [min–max]** over the rounds.");
         }
 
+        if (r.Overhead is { } o)
+        {
+            L($"- **Overhead benchmark**: the worker binary `{o.WorkerDll}` and `qwbench raw-loop` (the baseline), both started as `dotnet DLL` the same way, " +
+              $"on {Path.GetFileName(o.Model)}, {o.Threads} threads, {o.Slots} slots; {o.Warmup} warm-up round(s), then {o.Repetitions} rounds with the order " +
+              "rotated each round; each ratio is taken within a round, then **median [min–max]** over the rounds.");
+        }
+
         L();
         if (r.Targets.Count > 0)
         {
-            L("## Issue 3's speed targets (the worker, end to end)");
+            L("## Speed targets (the worker, end to end)");
             L();
             L("| # | Target | Threshold | Measured | Result | Behind it |");
             L("|---|---|---|---|---|---|");

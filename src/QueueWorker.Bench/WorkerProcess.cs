@@ -71,13 +71,24 @@ public sealed class WorkerProcess : IAsyncDisposable
     public static WorkerProcess Start(string workerDll, string name, IReadOnlyDictionary<string, string> settings)
     {
         var port = FreePort();
+        var psi = StartInfo(workerDll, [], settings, port);
+        return new WorkerProcess(Process.Start(psi) ?? throw new InvalidOperationException($"could not start {psi.FileName} {workerDll}"), port, name);
+    }
+
+    /// <summary>
+    /// How a benchmark child process is started: <c>dotnet DLL ARGS</c> in the DLL's folder, the caller's own worker
+    /// settings removed from the environment, <paramref name="settings"/> as environment variables. The worker and the
+    /// overhead section's raw loop (<see cref="RawLoopProcess"/>) start the same way, so neither gets a different runtime setup.
+    /// </summary>
+    internal static ProcessStartInfo StartInfo(string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string> settings, int port)
+    {
         var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
-        var psi = new ProcessStartInfo(dotnet, [workerDll])
+        var psi = new ProcessStartInfo(dotnet, [dll, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            WorkingDirectory = Path.GetDirectoryName(workerDll)!,
+            WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
         // The worker's configuration is appsettings.json beside it plus exactly these settings: none of the
         // caller's own RabbitMq__/Model__/Inference__/Http__ variables leak into a measurement.
@@ -96,7 +107,7 @@ public sealed class WorkerProcess : IAsyncDisposable
             psi.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
         }
 
-        return new WorkerProcess(Process.Start(psi) ?? throw new InvalidOperationException($"could not start {dotnet} {workerDll}"), port, name);
+        return psi;
     }
 
     private static bool IsWorkerSetting(string variable) =>
@@ -202,7 +213,7 @@ public sealed class WorkerProcess : IAsyncDisposable
     // back to back (the bench starts a pair) could be told the same one (seen in CI: "address already in use").
     private static readonly HashSet<int> Given = [];
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         lock (Given)
         {

@@ -168,7 +168,8 @@ internal sealed class Scheduler
         foreach (var slot in _slots) slot.AddPendingToken(_batch);
         // Prompt chunks fill what is left of the batch, oldest job first, so a long prompt never stalls generation.
         var budget = _batchSize - _batch.TokenCount;
-        foreach (var slot in _slots.Where(s => s.IsPrefilling).OrderBy(s => s.AdmittedAt))
+        // Most steps of a busy worker only generate: no ordering (and no LINQ allocations) when nothing prefills.
+        foreach (var slot in Array.Exists(_slots, s => s.IsPrefilling) ? _slots.Where(s => s.IsPrefilling).OrderBy(s => s.AdmittedAt) : Enumerable.Empty<Slot>())
         {
             if (budget <= 0) break;
             budget -= slot.AddPromptChunk(_batch, budget);

@@ -34,8 +34,10 @@ public sealed class ResultPublisher : IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ResiliencePipeline _pipeline;
     private readonly ReplyToPolicy _replyTo;
-    // One publish at a time on the confirm channel: results are few (one per generation), and it keeps the
-    // channel's confirm bookkeeping simple; each attempt's wait is bounded by the pipeline's timeout.
+    // Guards only which channel is current (opening or replacing it). The publishes themselves overlap: the client
+    // numbers and sends each one under its own lock and every caller awaits its own confirm, so results of jobs that
+    // end together wait for the broker once, not one confirm after another (measured: with one publish at a time a
+    // 4-slot worker's tiny jobs reached about the rate of a loop publishing one at a time, 2–3× below the broker's).
     private readonly SemaphoreSlim _lock = new(1, 1);
     private IChannel? _channel;
 
@@ -124,18 +126,20 @@ public sealed class ResultPublisher : IAsyncDisposable
 
     private async Task PublishOnceAsync(string queue, BasicProperties properties, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
     {
+        IChannel channel;
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var channel = await GetChannelAsync(cancellationToken).ConfigureAwait(false);
-            // With confirmation tracking this completes on the broker's ack, throws PublishException on a nack and
-            // PublishReturnException when the mandatory message could not be routed.
-            await channel.BasicPublishAsync(string.Empty, queue, mandatory: true, properties, body, cancellationToken).ConfigureAwait(false);
+            channel = await GetChannelAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             _lock.Release();
         }
+        // With confirmation tracking this completes on the broker's ack, throws PublishException on a nack and
+        // PublishReturnException when the mandatory message could not be routed. A channel closed meanwhile fails this
+        // attempt (AlreadyClosedException, transient): the retry takes the replacement.
+        await channel.BasicPublishAsync(string.Empty, queue, mandatory: true, properties, body, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<IChannel> GetChannelAsync(CancellationToken cancellationToken)

@@ -46,7 +46,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public bool Quick { get; init; }
 
         [CommandOption("--sections <LIST>")]
-        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, worker, peer, scheduling. " +
+        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, worker, peer, scheduling, overhead. overhead (opt-in) runs the worker and a raw batched " +
+                     "loop process on a small model (--overhead-model), 4 jobs at once, and tiny jobs against the broker's own rate. " +
                      "worker (not in the default) runs the worker binary on temporary queues of a broker and checks issue 3's targets: " +
                      "one job vs LLamaSharp's raw loop, 8 jobs with 4 slots vs 1, a shared prompt prefix, RSS after 50 vs 500 jobs. " +
                      "peer runs the worker and llama-server -np 4 (--llama-server) on the same 16-job sets, interleaved. " +
@@ -191,6 +192,16 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         [DefaultValue(3)]
         public int SchedulingReps { get; init; } = 3;
 
+        [CommandOption("--overhead-model <GGUF>")]
+        [Description("overhead section: the small model whose per-step and per-job costs are measured (stories260K).")]
+        [DefaultValue(DefaultMemoryModel)]
+        public string OverheadModel { get; init; } = DefaultMemoryModel;
+
+        [CommandOption("--tiny-jobs <N>")]
+        [Description("overhead section: jobs per round of the jobs/s comparison (0 = 200, or 100 with --quick).")]
+        [DefaultValue(0)]
+        public int TinyJobs { get; init; }
+
         [CommandOption("--verbose")]
         [Description("Show llama.cpp's log.")]
         public bool Verbose { get; init; }
@@ -262,6 +273,24 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                 if (PeerRounds < 1)
                 {
                     return ValidationResult.Error($"--peer-rounds: at least 1, got {PeerRounds}");
+                }
+
+                if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
+                {
+                    return ValidationResult.Error("--worker-dll: no worker binary found beside this qwbench (build src/QueueWorker in the same configuration, or give its QueueWorker.dll)");
+                }
+            }
+
+            if (SectionList.Contains(BenchRunner.Overhead))
+            {
+                if (!File.Exists(OverheadModel))
+                {
+                    return ValidationResult.Error($"--overhead-model: file not found: {Path.GetFullPath(OverheadModel)}");
+                }
+
+                if (TinyJobs < 0)
+                {
+                    return ValidationResult.Error("--tiny-jobs must not be negative");
                 }
 
                 if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
@@ -415,7 +444,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         }
 
         // Every model file first (synthesis has its own progress bar; Spectre allows one live display at a time).
-        var preset = settings.Model is null && !settings.SchedulingOnly ? ModelPreset.Get(settings.Preset) : null;
+        var overheadOnly = settings.SectionList.All(s => s == BenchRunner.Overhead);
+        var preset = settings.Model is null && !settings.SchedulingOnly && !overheadOnly ? ModelPreset.Get(settings.Preset) : null;
         var cache = new ModelCache(
             settings.CacheDir ?? ModelCache.DefaultDirectory(),
             preset,
@@ -426,8 +456,10 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             (options, ct) => ModelSynthCommand.SynthesizeWithProgressAsync(console, options, ct),
             line => console.MarkupLine($"[grey]{Markup.Escape(line)}[/]"));
         var mainQuant = QuantType.Get(settings.Quant);
-        // A scheduling-only run measures order on its own small model: nothing of --preset is synthesized for it.
-        var mainModel = settings.Model ?? (settings.SchedulingOnly ? settings.SchedulingModel : await cache.GetAsync(mainQuant, cancellationToken));
+        // A scheduling-only or overhead-only run measures on its own small model: nothing of --preset is synthesized for it.
+        var mainModel = settings.Model ?? (settings.SchedulingOnly ? settings.SchedulingModel
+            : overheadOnly ? settings.OverheadModel
+            : await cache.GetAsync(mainQuant, cancellationToken));
         if (plan.Sections.Contains(BenchRunner.Quant))
         {
             foreach (var q in plan.Quants)
@@ -470,6 +502,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         WorkerBenchResult? peer = null;
         IReadOnlyList<PeerBenchRunner.Run> peerRuns = [];
         SchedulingBenchResult? scheduling = null;
+        var overheadPlan = plan.Sections.Contains(BenchRunner.Overhead) ? OverheadPlan(settings, plan) : null;
+        WorkerBenchResult? overhead = null;
         await console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
@@ -493,6 +527,11 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                 {
                     scheduling = await new SchedulingBenchRunner(schedulingPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
                 }
+
+                if (overheadPlan is not null)
+                {
+                    overhead = await new OverheadBenchRunner(overheadPlan, new SpectreBenchProgress(ctx)).RunAsync(cancellationToken);
+                }
             });
 
         var backend = BackendInfo.Collect();
@@ -508,14 +547,15 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
             backend,
             modelInfo,
             plan,
-            [.. sections, .. worker?.Sections ?? [], .. peer?.Sections ?? [], .. scheduling?.Sections ?? []],
+            [.. sections, .. worker?.Sections ?? [], .. peer?.Sections ?? [], .. scheduling?.Sections ?? [], .. overhead?.Sections ?? []],
             seedRun ? SeedClaims.Evaluate(sections, backend) : [],
             seedRun ? SeedClaims.Recommend(sections, plan) : [])
         {
-            Targets = [.. worker?.Targets ?? [], .. peer?.Targets ?? []],
+            Targets = [.. worker?.Targets ?? [], .. peer?.Targets ?? [], .. overhead?.Targets ?? []],
             Worker = workerPlan is null ? null : workerPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(workerPlan.BrokerUri) },
             SchedulingTargets = scheduling?.Targets ?? [],
             Scheduling = schedulingPlan is null ? null : schedulingPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(schedulingPlan.BrokerUri) },
+            Overhead = overheadPlan is null ? null : overheadPlan with { BrokerUri = QueueWorker.Messaging.SecretMasker.MaskUri(overheadPlan.BrokerUri) },
         };
 
         Directory.CreateDirectory(settings.Out);
@@ -542,7 +582,7 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
 
         if (report.Targets.Count > 0)
         {
-            var targets = new Table().AddColumns("Issue 3 target", "Threshold", "Measured", "Result");
+            var targets = new Table().AddColumns("Target", "Threshold", "Measured", "Result");
             foreach (var t in report.Targets)
             {
                 var threshold = string.Create(CultureInfo.InvariantCulture, $"{(t.Comparison == ">=" ? "≥" : "≤")} {t.Threshold:0.##} {t.Unit}");
@@ -572,6 +612,17 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                            (chart ? $", {ReportWriter.ChartFile}" : "") + $" in {clock.Elapsed.TotalMinutes:F1} min.");
         return 0;
     }
+
+    /// <summary>Issue 12 item 3's shapes: 4 jobs of max_tokens 256 on the small model; tiny jobs as the soak test sends them.</summary>
+    private static OverheadBenchPlan OverheadPlan(Settings settings, BenchPlan plan) => new(
+        Path.GetFullPath(settings.WorkerDll ?? WorkerProcess.FindWorkerDll(AppContext.BaseDirectory)!),
+        RawLoopProcess.FindBenchDll(AppContext.BaseDirectory) ?? throw new InvalidOperationException("qwbench.dll not found beside this process"),
+        BrokerUri(settings),
+        Path.GetFullPath(settings.OverheadModel),
+        plan.AllThreads,
+        plan.Warmup,
+        plan.Repetitions,
+        TinyJobs: settings.TinyJobs > 0 ? settings.TinyJobs : plan.Quick ? 100 : 200);
 
     /// <summary>Issue 14's figures: the batch, interactive and tenant counts of the flags, on the scheduling model.</summary>
     private static SchedulingBenchPlan SchedulingPlan(Settings settings, BenchPlan plan) => new(
