@@ -108,6 +108,13 @@ public sealed class InferenceOptions
     /// <summary>Reuse the KV cells of the longest cached prompt prefix of any slot (off: every job prefills its whole prompt).</summary>
     public bool PrefixReuse { get; set; } = true;
 
+    /// <summary>
+    /// Grammar-constrained jobs ask the grammar about the best candidates first and mask the whole vocabulary only when
+    /// those do not decide the token (the same tokens either way). Off: every step masks the whole vocabulary, as
+    /// llama.cpp's chain does; kept for comparison (qwbench's schema section) and as a fallback.
+    /// </summary>
+    public bool GrammarFastPath { get; set; } = true;
+
     /// <summary>Type of the K cache: <c>f16</c>, <c>q8_0</c> or <c>q4_0</c> (see <see cref="KvCacheSettings"/>).</summary>
     public string TypeK { get; set; } = "f16";
 

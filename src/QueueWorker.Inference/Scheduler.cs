@@ -37,6 +37,8 @@ internal sealed class Scheduler
     private readonly string? _stallOnPrompt;
     private readonly string? _killOnPrompt;
     private byte[] _pieceBuffer = new byte[64];
+    private Grammar.GrammarVocab? _grammarVocab;
+    private readonly bool _grammarFastPath;
     private volatile Exception? _fault;
     private readonly TenantTurns _turns = new();
     private int _queued;
@@ -45,8 +47,9 @@ internal sealed class Scheduler
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
         (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null,
-        string? killOnPrompt = null)
+        string? killOnPrompt = null, bool grammarFastPath = true)
     {
+        _grammarFastPath = grammarFastPath;
         _threads = threads.Threads;
         _batchThreads = threads.BatchThreads;
         _stallOnPrompt = string.IsNullOrEmpty(stallOnPrompt) ? null : stallOnPrompt;
@@ -299,10 +302,17 @@ internal sealed class Scheduler
         }
         var slot = plan.Target!;
         // The target's cells are arranged (and the source's copied) before evictions, which may include the source.
-        slot.Assign(job, plan.Source, plan.Reuse, SamplerFactory.Create(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar), _step);
+        slot.Assign(job, plan.Source, plan.Reuse, Sampler(job), _step);
         foreach (var evicted in plan.Evict ?? []) evicted.Evict();
         Log.JobAdmitted(_logger, job.Request.JobId, slot.Id, job.Prompt.Length, plan.Reuse, plan.Source?.Id ?? -1, slot.WaitMs);
     }
+
+    /// <summary>The vocabulary's prefix tree for grammar masks, built when the first constrained job arrives.</summary>
+    private Grammar.GrammarVocab GrammarVocab() => _grammarVocab ??= Grammar.GrammarVocab.Build(_model);
+
+    private JobSampler Sampler(InferenceJob job) => _grammarFastPath || job.Grammar is null
+        ? SamplerFactory.CreateJobSampler(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar, GrammarVocab)
+        : new ChainSampler(SamplerFactory.Create(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar));
 
     private void Sample(Slot slot)
     {

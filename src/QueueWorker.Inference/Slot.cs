@@ -61,7 +61,7 @@ internal sealed class Slot
     private readonly StringBuilder _text = new();
 
     // Per-job state, reset by Release and Fail.
-    private SafeLLamaSamplerChainHandle? _sampler;
+    private JobSampler? _sampler;
     private Utf8TextStreamer _streamer = new();
     private StopStringMatcher _stops = new([]);
     /// <summary>Prompt tokens [0, _promptCursor) are in <see cref="_cached"/>.</summary>
@@ -126,7 +126,11 @@ internal sealed class Slot
     /// <paramref name="source"/>'s cells: this slot's own cache is cut to them, or another slot's are shared into
     /// this sequence (after this slot's own cache is dropped). The slot owns <paramref name="sampler"/> from now on.
     /// </summary>
-    public void Assign(InferenceJob job, Slot? source, int reuse, SafeLLamaSamplerChainHandle sampler, long step)
+    public void Assign(InferenceJob job, Slot? source, int reuse, SafeLLamaSamplerChainHandle sampler, long step) =>
+        Assign(job, source, reuse, new ChainSampler(sampler), step);
+
+    /// <inheritdoc cref="Assign(InferenceJob, Slot?, int, SafeLLamaSamplerChainHandle, long)"/>
+    public void Assign(InferenceJob job, Slot? source, int reuse, JobSampler sampler, long step)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(sampler);
