@@ -402,10 +402,9 @@ public sealed class BenchRunner(
 
     /// <summary>The schema row's constraint: objects with strings, an integer and an enum array, so that the output mixes
     /// free string content (most tokens allowed) with structure (few allowed).</summary>
-    public const string SchemaRowSchema =
-        """{"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer", "minimum": 0, "maximum": 120}, """ +
-        """"tags": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "maxItems": 4}, "note": {"type": "string", "maxLength": 200}}, """ +
-        """"required": ["name", "age", "tags", "note"], "additionalProperties": false}""";
+    public const string SchemaRowSchema = """
+        {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer", "minimum": 0, "maximum": 120}, "tags": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "maxItems": 4}, "note": {"type": "string", "maxLength": 200}}, "required": ["name", "age", "tags", "note"], "additionalProperties": false}
+        """;
 
     /// <summary>
     /// Structured output's cost: the worker's engine (AddInference, one slot) runs the same prompt without a schema, with
@@ -477,6 +476,9 @@ public sealed class BenchRunner(
                     notes.Add($"{other} / {configs[g].Name}, decode tok/s within each round: {ReportWriter.FormatPrecise(Stat.Of(ratios))} × " +
                               $"(rounds: {string.Join(", ", ratios.Select(x => x.ToString("F3", inv)))}).");
                 }
+                var speedup = Tps(configs[g + 2].Name).Zip(Tps(configs[g + 1].Name), (w, f) => w > 0 ? f / w : 0).ToList();
+                notes.Add($"{configs[g + 1].Name} / {configs[g + 2].Name} (the fast path's gain), within each round: {ReportWriter.FormatPrecise(Stat.Of(speedup))} × " +
+                          $"(rounds: {string.Join(", ", speedup.Select(x => x.ToString("F2", inv)))}).");
             }
             notes.Add($"Schema: `{SchemaRowSchema}`.");
             notes.Add("decode tok/s = (completion_tokens − 1) / generation_ms of the engine's result; a job may end before max_tokens (end of generation, or the JSON is complete).");
