@@ -17,7 +17,10 @@ namespace QueueWorker.Inference.Tests.Grammar;
 [Trait("Category", "Integration")]
 public sealed class GrammarFastPathTests(ITestOutputHelper output)
 {
-    private const int Steps = 96;
+    private const int Steps = 64;
+
+    /// <summary>Structure, $ref/anyOf, pattern and date, a bare enum: each leaves the model a different share of the vocabulary.</summary>
+    private static readonly int[] SchemaPicks = [0, 1, 2, 4];
 
     public static TheoryData<string> Models => new() { "stories260K", "llama-2-tiny-random" };
 
@@ -48,12 +51,12 @@ public sealed class GrammarFastPathTests(ITestOutputHelper output)
         var prompt = weights.NativeHandle.Tokenize("Once upon a time", true, false, System.Text.Encoding.UTF8);
         long fast = 0, full = 0, steps = 0, runs = 0;
         double slowMs = 0, fastMs = 0;
-        foreach (var schema in StructuredOutputTests.Schemas)
+        foreach (var schema in SchemaPicks.Select(i => StructuredOutputTests.Schemas[i]))
         {
             using var prototype = GrammarNative.Compile(weights.NativeHandle, JsonSchemaToGbnf.Convert(schema), "root")!;
             foreach (var (name, make) in Settings)
             {
-                foreach (var seed in new uint[] { 1, 2, 3 })
+                foreach (var seed in new uint[] { 1, 2 })
                 {
                     var p = make(seed);
                     var p2 = p with { LogitBias = p.LogitBias?.Where(b => b.Key < n).ToDictionary(b => b.Key, b => b.Value) };
@@ -111,7 +114,7 @@ public sealed class GrammarFastPathTests(ITestOutputHelper output)
         var whole = new LLamaTokenData[n];
         long states = 0, asked = 0;
         double treeMs = 0, wholeMs = 0;
-        foreach (var schema in StructuredOutputTests.Schemas.Append("""{"type": "string", "pattern": "^[a-zé€😀]{1,30}$"}"""))
+        foreach (var schema in SchemaPicks.Select(i => StructuredOutputTests.Schemas[i]).Append("""{"type": "string", "pattern": "^[a-zé€😀]{1,30}$"}"""))
         {
             using var prototype = GrammarNative.Compile(weights.NativeHandle, JsonSchemaToGbnf.Convert(schema), "root")!;
             foreach (var seed in new uint[] { 1, 2 })
@@ -150,6 +153,6 @@ public sealed class GrammarFastPathTests(ITestOutputHelper output)
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{model}: {states} grammar states, masks identical; the tree asked about {asked / (double)states:F0} of {n} tokens per mask; " +
             $"mask time: tree {treeMs / states:F2} ms, llama.cpp over the whole vocabulary {wholeMs / states:F2} ms"));
-        Assert.True(states > 50, $"only {states} states checked");
+        Assert.True(states > 40, $"only {states} states checked");
     }
 }
