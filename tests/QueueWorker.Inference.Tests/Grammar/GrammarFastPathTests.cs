@@ -93,9 +93,10 @@ public sealed class GrammarFastPathTests(ITestOutputHelper output)
         }
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{model}: {runs} runs, {steps} steps identical; fast path decided {fast}, whole mask {full}; sampling time: chain with grammar {slowMs:F0} ms, fast path {fastMs:F0} ms ({slowMs / Math.Max(1, fastMs):F1}×)"));
-        // The fast path must really be taken (else this test compares the chain with itself). How often depends on the
-        // model: stories260K's favourite tokens are mostly forbidden (339 of 2300 steps were decided from the best ones).
-        Assert.True(fast >= Math.Max(50, steps / 20), $"the fast path decided only {fast} of {steps} steps");
+        // Both ways of deciding must really be taken (else this test compares the chain with itself). How often the best
+        // candidates decide depends on the model: 339 of 2300 steps on stories260K, 26 of 1703 on llama-2-tiny-random,
+        // whose favourite tokens are almost never allowed; the tree mask decided the rest.
+        Assert.True(fast >= 10 && full >= 10, $"the best candidates decided {fast} and the tree mask {full} of {steps} steps");
     }
 
     [Theory]
