@@ -41,12 +41,13 @@ public sealed class BenchRunner(
     public const string Peer = PeerBenchRunner.Peer;
     public const string Scheduling = "scheduling";
     public const string Overhead = "overhead";
+    public const string Schema = "schema";
 
     /// <summary>What a plain <c>qwbench</c> measures: the seed's claims.</summary>
     public static IReadOnlyList<string> DefaultSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas];
 
     /// <summary>Every section; <see cref="Worker"/> (the worker's throughput targets, through the real worker and a broker) is opt-in.</summary>
-    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Kv, Worker, Peer, Scheduling, Overhead];
+    public static IReadOnlyList<string> AllSections { get; } = [Context, Threads, Mmap, Quant, Batch, Blas, Kv, Schema, Worker, Peer, Scheduling, Overhead];
 
     public async Task<IReadOnlyList<SectionResult>> RunAsync(CancellationToken cancellationToken)
     {
@@ -61,6 +62,7 @@ public sealed class BenchRunner(
                 Quant => await RunQuantAsync(cancellationToken),
                 Batch => await RunBatchAsync(cancellationToken),
                 Kv => await RunKvAsync(cancellationToken),
+                Schema => await RunSchemaAsync(cancellationToken),
                 Blas => null, // Nothing to time: the backend is described in the report.
                 Worker => null, // WorkerBenchRunner: it needs the worker binary and a broker.
                 Peer => null, // PeerBenchRunner: the worker binary, a broker and llama-server.
@@ -400,6 +402,99 @@ public sealed class BenchRunner(
         finally
         {
             contexts.ForEach(c => c.Ctx.Dispose());
+            progress.EndSection();
+        }
+    }
+
+    /// <summary>The schema row's constraint: objects with strings, an integer and an enum array, so that the output mixes
+    /// free string content (most tokens allowed) with structure (few allowed).</summary>
+    public const string SchemaRowSchema = """
+        {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer", "minimum": 0, "maximum": 120}, "tags": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "maxItems": 4}, "note": {"type": "string", "maxLength": 200}}, "required": ["name", "age", "tags", "note"], "additionalProperties": false}
+        """;
+
+    /// <summary>
+    /// Structured output's cost: the worker's engine (AddInference, one slot) runs the same prompt without a schema, with
+    /// one (Inference:GrammarFastPath on, the default), and with one on an engine that masks the whole vocabulary every
+    /// step (GrammarFastPath off: llama.cpp's chain with the grammar in it), for the default sampling and for greedy. The
+    /// configurations go round-robin (rotated each round); each ratio to plain is taken within a round.
+    /// </summary>
+    private async Task<SectionResult> RunSchemaAsync(CancellationToken ct)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var genTokens = Math.Max(64, plan.Job.GenTokens);
+        Dictionary<string, string?> Settings(bool fastPath) => new()
+        {
+            ["Model:Path"] = mainModel,
+            ["Inference:Slots"] = "1",
+            ["Inference:Threads"] = plan.AllThreads.ToString(inv),
+            ["Inference:BatchThreads"] = plan.AllThreads.ToString(inv),
+            ["Inference:ContextSize"] = "1024",
+            ["Inference:MaxTokens"] = Math.Max(512, genTokens).ToString(inv),
+            ["Inference:PrefixReuse"] = "false",
+            ["Inference:GrammarFastPath"] = fastPath ? "true" : "false",
+        };
+        await using var fast = await EngineHost.StartAsync(Settings(true), ct);
+        await using var full = await EngineHost.StartAsync(Settings(false), ct);
+        var grammar = QueueWorker.Inference.Grammar.SchemaGrammars.For(new QueueWorker.Contracts.JobRequest
+        {
+            Prompt = "x",
+            ResponseFormat = new QueueWorker.Contracts.ResponseFormat
+            {
+                Type = QueueWorker.Contracts.ResponseFormat.JsonSchemaType,
+                JsonSchema = new QueueWorker.Contracts.JsonSchemaFormat { Name = "bench", Schema = System.Text.Json.JsonDocument.Parse(SchemaRowSchema).RootElement.Clone() },
+            },
+        });
+        const string Plain = "plain", Fast = "schema (fast path)", Full = "schema (whole-vocabulary mask)";
+        var configs = new List<(string Name, (string Kind, bool Greedy) Item)>();
+        foreach (var greedy in new[] { false, true })
+        {
+            foreach (var kind in new[] { Plain, Fast, Full })
+            {
+                configs.Add(($"{kind} · {(greedy ? "greedy" : "default sampling")}", (kind, greedy)));
+            }
+        }
+        progress.BeginSection("structured output (schema vs plain)", Steps(configs.Count));
+        try
+        {
+            var samples = await InterleaveAsync(configs, async (c, rep) =>
+            {
+                var engine = c.Kind == Full ? full.Engine : fast.Engine;
+                var result = await engine.GenerateAsync(new QueueWorker.Inference.GenerationRequest
+                {
+                    JobId = $"schema-bench-{rep}-{c.Kind}-{c.Greedy}",
+                    Prompt = "Once upon a time, in a small town by the sea, there lived",
+                    MaxTokens = genTokens,
+                    Sampling = c.Greedy ? QueueWorker.Inference.SamplingParams.Greedy : new QueueWorker.Inference.SamplingParams { Seed = (uint)(rep + 1) },
+                    Grammar = c.Kind == Plain ? null : grammar,
+                }, ct);
+                var decode = result.CompletionTokens > 1 && result.GenerationMs > 0 ? (result.CompletionTokens - 1) / (result.GenerationMs / 1000) : 0;
+                return (IReadOnlyList<(string, double)>)[(Metrics.DecodeTps, decode), (Metrics.CompletionTokens, result.CompletionTokens)];
+            }, ct);
+            var results = configs.Select(c => new ConfigResult(c.Name, samples[c.Name].Summarize(), new Dictionary<string, string>())).ToList();
+            IReadOnlyList<double> Tps(string name) => results.First(r => r.Name == name).Metrics[Metrics.DecodeTps].Samples;
+            var notes = new List<string>();
+            for (var g = 0; g < configs.Count; g += 3)
+            {
+                var plain = Tps(configs[g].Name);
+                foreach (var other in new[] { configs[g + 1].Name, configs[g + 2].Name })
+                {
+                    var ratios = plain.Zip(Tps(other), (p, s) => p > 0 ? s / p : 0).ToList();
+                    notes.Add($"{other} / {configs[g].Name}, decode tok/s within each round: {ReportWriter.FormatPrecise(Stat.Of(ratios))} × " +
+                              $"(rounds: {string.Join(", ", ratios.Select(x => x.ToString("F3", inv)))}).");
+                }
+                var speedup = Tps(configs[g + 2].Name).Zip(Tps(configs[g + 1].Name), (w, f) => w > 0 ? f / w : 0).ToList();
+                notes.Add($"{configs[g + 1].Name} / {configs[g + 2].Name} (the fast path's gain), within each round: {ReportWriter.FormatPrecise(Stat.Of(speedup))} × " +
+                          $"(rounds: {string.Join(", ", speedup.Select(x => x.ToString("F2", inv)))}).");
+            }
+            notes.Add($"Schema: `{SchemaRowSchema}`.");
+            notes.Add("decode tok/s = (completion_tokens − 1) / generation_ms of the engine's result; a job may end before max_tokens (end of generation, or the JSON is complete).");
+            return new SectionResult(Schema, "Structured output: decode with and without a JSON schema",
+                $"the worker's engine (one slot, {plan.AllThreads} threads, prefix reuse off), the same prompt, max_tokens {genTokens}; default sampling " +
+                "(temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, seed = round) and greedy; the whole-vocabulary mask runs on a second engine with " +
+                "Inference:GrammarFastPath = false; all six configurations round-robin within each round", results, notes);
+        }
+        finally
+        {
             progress.EndSection();
         }
     }

@@ -116,6 +116,13 @@ public sealed class InferenceOptions
     [ConfigRange(0, 1_048_576)]
     public int PromptCacheMb { get; set; } = 256;
 
+    /// <summary>
+    /// Grammar-constrained jobs ask the grammar about the best candidates first and mask the whole vocabulary only when
+    /// those do not decide the token (the same tokens either way). Off: every step masks the whole vocabulary, as
+    /// llama.cpp's chain does; kept for comparison (qwbench's schema section) and as a fallback.
+    /// </summary>
+    public bool GrammarFastPath { get; set; } = true;
+
     /// <summary>Type of the K cache: <c>f16</c>, <c>q8_0</c> or <c>q4_0</c> (see <see cref="KvCacheSettings"/>).</summary>
     public string TypeK { get; set; } = "f16";
 

@@ -137,7 +137,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
 
                 var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     (budget.Threads, budget.BatchThreads), _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt,
-                    _options.KillProcessOnPrompt, CreatePromptCache());
+                    _options.KillProcessOnPrompt, CreatePromptCache(), _options.GrammarFastPath);
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,
                     new Grammar.GrammarCache(model, GrammarCacheSize), embedder);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,

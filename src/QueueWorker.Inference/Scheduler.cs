@@ -38,6 +38,8 @@ internal sealed class Scheduler
     private readonly string? _stallOnPrompt;
     private readonly string? _killOnPrompt;
     private byte[] _pieceBuffer = new byte[64];
+    private Grammar.GrammarVocab? _grammarVocab;
+    private readonly bool _grammarFastPath;
     private volatile Exception? _fault;
     private readonly TenantTurns _turns = new();
     private readonly LaneTurns _laneTurns = new();
@@ -47,8 +49,9 @@ internal sealed class Scheduler
 
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
         (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null,
-        string? killOnPrompt = null, PromptCache? promptCache = null)
+        string? killOnPrompt = null, PromptCache? promptCache = null, bool grammarFastPath = true)
     {
+        _grammarFastPath = grammarFastPath;
         // The host-RAM cache extends prefix reuse; with reuse off every job prefills its whole prompt, as documented.
         _promptCache = prefixReuse ? promptCache : null;
         _threads = threads.Threads;
@@ -314,7 +317,7 @@ internal sealed class Scheduler
         }
         var slot = plan.Target!;
         var admittedAt = _time.GetTimestamp();
-        var sampler = SamplerFactory.Create(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar);
+        var sampler = Sampler(job);
         var (source, reuse) = (plan.Source, plan.Reuse);
         if (_promptCache is { } cache)
         {
@@ -397,6 +400,13 @@ internal sealed class Scheduler
             Log.PromptCacheSaved(_logger, slot.Job?.Request.JobId ?? "", tokens.Length, state.LongLength, _time.GetElapsedTime(started).TotalMilliseconds, cache.Count, cache.Bytes);
         _stats.SetPromptCache(cache.Bytes, cache.Count, cache.Evictions);
     }
+
+    /// <summary>The vocabulary's prefix tree for grammar masks, built when the first constrained job arrives.</summary>
+    private Grammar.GrammarVocab GrammarVocab() => _grammarVocab ??= Grammar.GrammarVocab.Build(_model);
+
+    private JobSampler Sampler(InferenceJob job) => _grammarFastPath || job.Grammar is null
+        ? SamplerFactory.CreateJobSampler(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar, GrammarVocab)
+        : new ChainSampler(SamplerFactory.Create(job.Request.Sampling, job.Prompt, _vocab.Count, job.Grammar));
 
     private void Sample(Slot slot)
     {

@@ -61,7 +61,7 @@ internal sealed class Slot
     private readonly StringBuilder _text = new();
 
     // Per-job state, reset by Release and Fail.
-    private SafeLLamaSamplerChainHandle? _sampler;
+    private JobSampler? _sampler;
     private Utf8TextStreamer _streamer = new();
     private StopStringMatcher _stops = new([]);
     /// <summary>Prompt tokens [0, _promptCursor) are in <see cref="_cached"/>.</summary>
@@ -127,7 +127,11 @@ internal sealed class Slot
     /// this sequence (after this slot's own cache is dropped). The slot owns <paramref name="sampler"/> from now on.
     /// </summary>
     /// <param name="admittedAt">When admission began (<see cref="TimeProvider.GetTimestamp"/>), e.g. before a restore from the host-RAM cache; default now.</param>
-    public void Assign(InferenceJob job, Slot? source, int reuse, SafeLLamaSamplerChainHandle sampler, long step, long? admittedAt = null)
+    public void Assign(InferenceJob job, Slot? source, int reuse, SafeLLamaSamplerChainHandle sampler, long step, long? admittedAt = null) =>
+        Assign(job, source, reuse, new ChainSampler(sampler), step, admittedAt);
+
+    /// <inheritdoc cref="Assign(InferenceJob, Slot?, int, SafeLLamaSamplerChainHandle, long, long?)"/>
+    public void Assign(InferenceJob job, Slot? source, int reuse, JobSampler sampler, long step, long? admittedAt = null)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(sampler);

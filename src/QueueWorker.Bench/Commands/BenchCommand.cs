@@ -46,7 +46,9 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public bool Quick { get; init; }
 
         [CommandOption("--sections <LIST>")]
-        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, worker, peer, scheduling, overhead. overhead (opt-in) runs the worker and a raw batched " +
+        [Description("Comma-separated subset of: context, threads, mmap, quant, batch, blas, kv, schema, worker, peer, scheduling, overhead. " +
+                     "schema (not in the default) compares decode tok/s of the worker's engine with and without a JSON schema. " +
+                     "overhead (opt-in) runs the worker and a raw batched " +
                      "loop process on a small model (--overhead-model), 4 jobs at once, and tiny jobs against the broker's own rate. " +
                      "worker (not in the default) runs the worker binary on temporary queues of a broker and checks issue 3's targets: " +
                      "one job vs LLamaSharp's raw loop, 8 jobs with 4 slots vs 1, a shared prompt prefix, RSS after 50 vs 500 jobs. " +

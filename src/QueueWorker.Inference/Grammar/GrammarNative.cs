@@ -19,6 +19,8 @@ internal static unsafe class GrammarNative
         public required delegate* unmanaged[Cdecl]<IntPtr, IntPtr> Clone;
         public required delegate* unmanaged[Cdecl]<IntPtr, void> Free;
         public required delegate* unmanaged[Cdecl]<IntPtr, IntPtr, void> ChainAdd;
+        public required delegate* unmanaged[Cdecl]<IntPtr, TokenDataArray*, void> Apply;
+        public required delegate* unmanaged[Cdecl]<IntPtr, int, void> Accept;
     }
 
     private static Api Load()
@@ -32,6 +34,8 @@ internal static unsafe class GrammarNative
             Clone = (delegate* unmanaged[Cdecl]<IntPtr, IntPtr>)NativeLibrary.GetExport(library, "llama_sampler_clone"),
             Free = (delegate* unmanaged[Cdecl]<IntPtr, void>)NativeLibrary.GetExport(library, "llama_sampler_free"),
             ChainAdd = (delegate* unmanaged[Cdecl]<IntPtr, IntPtr, void>)NativeLibrary.GetExport(library, "llama_sampler_chain_add"),
+            Apply = (delegate* unmanaged[Cdecl]<IntPtr, TokenDataArray*, void>)NativeLibrary.GetExport(library, "llama_sampler_apply"),
+            Accept = (delegate* unmanaged[Cdecl]<IntPtr, int, void>)NativeLibrary.GetExport(library, "llama_sampler_accept"),
         };
     }
 
@@ -83,7 +87,75 @@ internal static unsafe class GrammarNative
         }
     }
 
+    /// <summary>A fresh copy of <paramref name="prototype"/> (its start state), owned by the caller.</summary>
+    public static GrammarState Clone(GrammarPrototype prototype)
+    {
+        var added = false;
+        prototype.DangerousAddRef(ref added);
+        try
+        {
+            var copy = Functions.Value.Clone(prototype.DangerousGetHandle());
+            if (copy == IntPtr.Zero) throw new InvalidOperationException("llama_sampler_clone returned no sampler for a compiled grammar.");
+            return new GrammarState(copy);
+        }
+        finally
+        {
+            if (added) prototype.DangerousRelease();
+        }
+    }
+
+    /// <summary>
+    /// <c>llama_sampler_apply</c> on <paramref name="count"/> candidates at <paramref name="data"/>: a grammar sets the logit of
+    /// each candidate it rejects to -infinity (and changes nothing else); a chain runs its samplers and sets
+    /// <see cref="TokenDataArray.Selected"/>. The caller keeps <paramref name="sampler"/> alive and the data pinned.
+    /// </summary>
+    public static TokenDataArray Apply(SafeHandle sampler, LLamaTokenData* data, int count, bool sorted = false)
+    {
+        var array = new TokenDataArray { Data = data, Size = (nuint)count, Selected = -1, Sorted = sorted ? (byte)1 : (byte)0 };
+        Functions.Value.Apply(sampler.DangerousGetHandle(), &array);
+        return array;
+    }
+
+    /// <inheritdoc cref="Apply(SafeHandle, LLamaTokenData*, int, bool)"/>
+    public static long Apply(SafeHandle sampler, Span<LLamaTokenData> candidates)
+    {
+        fixed (LLamaTokenData* data = candidates)
+        {
+            var selected = Apply(sampler, data, candidates.Length).Selected;
+            GC.KeepAlive(sampler);
+            return selected;
+        }
+    }
+
+    /// <summary><c>llama_sampler_accept</c>: a grammar advances its state over the token's text; a chain passes it to every sampler.</summary>
+    public static void Accept(SafeHandle sampler, LLamaToken token) => Functions.Value.Accept(sampler.DangerousGetHandle(), (int)token);
+
     internal static void Free(IntPtr sampler) => Functions.Value.Free(sampler);
+}
+
+/// <summary>llama.cpp's <c>llama_token_data_array</c>, field for field.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct TokenDataArray
+{
+    public LLamaTokenData* Data;
+    public nuint Size;
+    /// <summary>Index (into <see cref="Data"/>) of the token a chain selected, -1 for none.</summary>
+    public long Selected;
+    public byte Sorted;
+}
+
+/// <summary>A job's own grammar sampler (a clone of a <see cref="GrammarPrototype"/>): its state follows the job's output.</summary>
+internal sealed class GrammarState : SafeHandle
+{
+    public GrammarState(IntPtr sampler) : base(IntPtr.Zero, ownsHandle: true) => SetHandle(sampler);
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    protected override bool ReleaseHandle()
+    {
+        GrammarNative.Free(handle);
+        return true;
+    }
 }
 
 /// <summary>A compiled grammar sampler in its start state, never used to sample: jobs sample with clones of it.</summary>
