@@ -382,7 +382,17 @@ public sealed class BrokerCeiling : IAsyncDisposable
             // Off the dispatcher, as the worker runs its jobs.
             var id = ea.BasicProperties.MessageId ?? "";
             var tag = ea.DeliveryTag;
-            _ = Task.Run(() => ceiling.EchoAsync(id, tag));
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await ceiling.EchoAsync(id, tag);
+                }
+                catch (Exception ex)
+                {
+                    await Console.Error.WriteLineAsync($"broker ceiling: job {id} not echoed: {ex.GetType().Name}: {ex.Message}");
+                }
+            });
             return Task.CompletedTask;
         };
         await consume.BasicConsumeAsync(queues.Jobs, autoAck: false, consumer, ct);
@@ -410,20 +420,31 @@ public sealed class BrokerCeiling : IAsyncDisposable
             ContentType = "application/json",
             DeliveryMode = DeliveryModes.Persistent,
         };
-        if (_serialPublish)
-        {
-            await _serial.WaitAsync();
-        }
-
-        try
-        {
-            await _publish.BasicPublishAsync("", _resultsQueue, mandatory: true, props, body);
-        }
-        finally
+        // Bounded and retried: a fire-and-forget echo that throws or never sees its confirm would leave the round waiting
+        // for a result that never comes (seen once in CI: the whole test timed out). A retry may publish a duplicate.
+        for (var attempt = 1; ; attempt++)
         {
             if (_serialPublish)
             {
-                _serial.Release();
+                await _serial.WaitAsync();
+            }
+
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+                await _publish.BasicPublishAsync("", _resultsQueue, mandatory: true, props, body, timeout.Token);
+                break;
+            }
+            catch (Exception ex) when (attempt < 5)
+            {
+                await Console.Error.WriteLineAsync($"broker ceiling: result {id} publish attempt {attempt} failed ({ex.GetType().Name}: {ex.Message}); publishing again");
+            }
+            finally
+            {
+                if (_serialPublish)
+                {
+                    _serial.Release();
+                }
             }
         }
 
