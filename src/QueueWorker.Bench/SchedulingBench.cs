@@ -304,7 +304,7 @@ public sealed class SchedulingBenchRunner(SchedulingBenchPlan plan, IBenchProgre
         into.Add(Metrics.ServiceMs, Percentile(aResults.Concat(bResults).Select(r => Service(r.Result.Timings!)).ToList(), 0.50));
         into.Add(Metrics.InWorkerMs, Percentile(aResults.Concat(bResults).Select(r => r.Result.Timings!.TotalMs).ToList(), 0.50));
         into.Add(Metrics.WallMs, Stopwatch.GetElapsedTime(start, aResults.Concat(bResults).Max(r => r.ArrivedAt)).TotalMilliseconds);
-        // Where B's last job finished among all results: first come puts it last, round-robin about 2 × B's jobs in.
+        // Where B's last job finished among all results: first come puts it last, fair share about 2 × B's jobs in.
         var order = aResults.Concat(bResults).OrderBy(r => r.ArrivedAt).ToList();
         into.Add(Metrics.TenantBLastPosition, order.FindLastIndex(r => bResults.Contains(r)) + 1);
     }

@@ -30,10 +30,16 @@ internal static class AdmissionPlanner
     /// <summary>Waiting for another slot's prefill is worth one step of delay only when it saves at least this many prompt tokens.</summary>
     public const int DeferThreshold = 16;
 
-    public static AdmissionPlan Plan(IReadOnlyList<Slot> slots, ReadOnlySpan<LLamaToken> prompt, int need, int contextSize, bool prefixReuse)
+    /// <param name="mayTakePriority">
+    /// The job may start in a priority slot (<c>Inference:PrioritySlots</c>); else those slots are only a source of
+    /// prefixes to copy. The scheduler allows it for a job of a higher lane than a running one when every other slot is busy.
+    /// </param>
+    public static AdmissionPlan Plan(IReadOnlyList<Slot> slots, ReadOnlySpan<LLamaToken> prompt, int need, int contextSize, bool prefixReuse,
+        bool mayTakePriority = false)
     {
+        bool CanTake(Slot s) => !s.IsActive && (mayTakePriority || !s.IsPriority);
         Slot? anyFree = null;
-        foreach (var s in slots) if (!s.IsActive) { anyFree = s; break; }
+        foreach (var s in slots) if (CanTake(s)) { anyFree = s; break; }
         if (anyFree is null) return new AdmissionPlan(AdmissionDecision.NoSlot);
 
         // The last prompt token is always decoded again so that its logits exist for the first sample.
@@ -45,8 +51,8 @@ internal static class AdmissionPlanner
             foreach (var s in slots)
             {
                 var n = Math.Min(prompt.CommonPrefixLength(s.Cached), maxReuse);
-                // On a tie prefer an idle slot: the job then takes it over without a copy.
-                if (n > reuse || (n == reuse && n > 0 && source is { IsActive: true } && !s.IsActive))
+                // On a tie prefer an idle slot the job may take: it then takes it over without a copy.
+                if (n > reuse || (n == reuse && n > 0 && !CanTake(source!) && CanTake(s)))
                 {
                     reuse = n;
                     source = s;
@@ -65,14 +71,14 @@ internal static class AdmissionPlanner
         if (active + need > contextSize) return new AdmissionPlan(AdmissionDecision.NoCells);
 
         Slot target;
-        if (source is { IsActive: false }) target = source;
+        if (source is not null && CanTake(source)) target = source;
         else
         {
             // An empty free slot, else the least recently used idle one (its cache is dropped).
             Slot? empty = null, lru = null;
             foreach (var s in slots)
             {
-                if (s.IsActive) continue;
+                if (!CanTake(s)) continue;
                 if (s.State == SlotState.Empty) { empty ??= s; }
                 if (lru is null || s.LastUsed < lru.LastUsed) lru = s;
             }

@@ -85,6 +85,16 @@ public sealed class InferenceOptions
     [ConfigRange(1, 64)]
     public int Slots { get; set; } = 4;
 
+    /// <summary>
+    /// Extra slots that only a job of a higher lane (<c>RabbitMq:Lanes</c>, strict order) may take, and only while every
+    /// one of the <see cref="Slots"/> runs a lower lane's job: an interactive job then starts at the next decode step
+    /// instead of waiting for a batch job to finish. Unused with one lane or with lane weights; an idle one costs a
+    /// llama sequence id, no memory (the slots share <see cref="ContextSize"/>'s cells, so a job still waits when the
+    /// running jobs have reserved them all).
+    /// </summary>
+    [ConfigRange(0, 8)]
+    public int PrioritySlots { get; set; } = 1;
+
     /// <summary>KV cells shared by all slots (unified cache): one job needs prompt_tokens + max_tokens of them.</summary>
     [ConfigRange(64, 1_048_576)]
     public int ContextSize { get; set; } = 2048;

@@ -69,7 +69,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
             var parameters = new ModelParams(path)
             {
                 ContextSize = (uint)_options.ContextSize,
-                SeqMax = (uint)_options.Slots,
+                SeqMax = (uint)(_options.Slots + _options.PrioritySlots),
                 BatchSize = (uint)_options.BatchSize,
                 // One micro-batch per decode: splitting a step would read the weights again for nothing.
                 UBatchSize = (uint)_options.BatchSize,
@@ -135,7 +135,7 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                     Log.EmbeddingsEnabled(_logger, embedder.Dimensions, Embedder.MaxSequences, _options.BatchSize);
                 }
 
-                var scheduler = new Scheduler(handle, model, _options.Slots, _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
+                var scheduler = new Scheduler(handle, model, (_options.Slots, _options.PrioritySlots), _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     (budget.Threads, budget.BatchThreads), _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt,
                     _options.KillProcessOnPrompt, CreatePromptCache(), _options.GrammarFastPath);
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,

@@ -13,8 +13,8 @@ public sealed class InferenceOptionsValidator : IValidateOptions<InferenceOption
             errors.Add($"{S}:DefaultMaxTokens = {o.DefaultMaxTokens} must be at most {S}:MaxTokens = {o.MaxTokens}.");
         if (o.MaxTokens >= o.ContextSize)
             errors.Add($"{S}:MaxTokens = {o.MaxTokens} must be less than {S}:ContextSize = {o.ContextSize}: a job needs prompt tokens + max_tokens KV cells.");
-        if (o.BatchSize < o.Slots)
-            errors.Add($"{S}:BatchSize = {o.BatchSize} must be at least {S}:Slots = {o.Slots}: every decode step carries one token per generating slot.");
+        if (o.BatchSize < o.Slots + o.PrioritySlots)
+            errors.Add($"{S}:BatchSize = {o.BatchSize} must be at least {S}:Slots + {S}:PrioritySlots = {o.Slots + o.PrioritySlots}: every decode step carries one token per generating slot.");
         if (o.BatchSize > o.ContextSize)
             errors.Add($"{S}:BatchSize = {o.BatchSize} must be at most {S}:ContextSize = {o.ContextSize} (llama.cpp would silently lower it).");
         // The cache lives in the process's own memory: a bound the process can never hold is a typo (GB for MB).

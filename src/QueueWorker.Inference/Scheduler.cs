@@ -41,13 +41,14 @@ internal sealed class Scheduler
     private Grammar.GrammarVocab? _grammarVocab;
     private readonly bool _grammarFastPath;
     private volatile Exception? _fault;
-    private readonly TenantTurns _turns = new();
+    private readonly TenantTurns _turns;
     private readonly LaneTurns _laneTurns = new();
     private int _queued;
     private long _step;
     private long _sequence;
 
-    public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, int slots, int contextSize, int batchSize, bool prefixReuse,
+    /// <param name="slots">Slots any job may take, then PrioritySlots more (see <see cref="MayTakePriority"/>); one llama sequence each.</param>
+    public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, (int Slots, int PrioritySlots) slots, int contextSize, int batchSize, bool prefixReuse,
         (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null,
         string? killOnPrompt = null, PromptCache? promptCache = null, bool grammarFastPath = true)
     {
@@ -69,7 +70,10 @@ internal sealed class Scheduler
         _time = time;
         _stats = stats;
         var cells = new ContextKvCells(ctx);
-        _slots = Enumerable.Range(0, slots).Select(i => new Slot(i, cells, prefixReuse, time)).ToArray();
+        // A newcomer tenant may have two rounds of slots ahead of the busy ones (see TenantTurns).
+        _turns = new TenantTurns(credit: 2 * slots.Slots);
+        _slots = Enumerable.Range(0, slots.Slots + slots.PrioritySlots)
+            .Select(i => new Slot(i, cells, prefixReuse, time, isPriority: i >= slots.Slots)).ToArray();
         _thread = new Thread(Run) { IsBackground = true, Name = "llama-scheduler" };
     }
 
@@ -258,7 +262,7 @@ internal sealed class Scheduler
         for (var i = 0; i < _waiting.Count;)
         {
             var job = _waiting[i];
-            var plan = AdmissionPlanner.Plan(_slots, job.Prompt, job.KvNeed, _contextSize, _prefixReuse);
+            var plan = AdmissionPlanner.Plan(_slots, job.Prompt, job.KvNeed, _contextSize, _prefixReuse, MayTakePriority(job));
             switch (plan.Decision)
             {
                 case AdmissionDecision.Admit:
@@ -280,6 +284,24 @@ internal sealed class Scheduler
         }
     }
 
+    /// <summary>
+    /// A priority slot is for a job of a higher lane than work already running, when every other slot is busy: it starts
+    /// at the next step instead of waiting for a lower lane's job to finish (issue 14's interactive wait). Lanes in strict
+    /// order only; with lane weights the lanes share slots by weight, and a lane alone (or one lane) never uses them.
+    /// </summary>
+    private bool MayTakePriority(InferenceJob job)
+    {
+        if (job.Request.LaneWeight > 0 || _slots.Length == 0 || !_slots[^1].IsPriority) return false;
+        var outranks = false;
+        foreach (var s in _slots)
+        {
+            if (s.IsPriority) continue;
+            if (!s.IsActive) return false;
+            if (s.Job!.Request.LaneRank > job.Request.LaneRank) outranks = true;
+        }
+        return outranks;
+    }
+
     /// <summary>Each lane with a waiting job, with its weight.</summary>
     private Dictionary<int, int> WaitingLanes()
     {
@@ -288,7 +310,7 @@ internal sealed class Scheduler
         return lanes;
     }
 
-    /// <summary>Puts the waiting list in admission order (<see cref="WaitingOrder"/>): lane, priority, tenants round-robin.</summary>
+    /// <summary>Puts the waiting list in admission order (<see cref="WaitingOrder"/>): lane, priority, fair share between tenants.</summary>
     private void SortWaiting()
     {
         var entries = new WaitingOrder.Entry[_waiting.Count];

@@ -82,15 +82,19 @@ internal sealed class Slot
     /// <param name="cells">The shared context's KV cells.</param>
     /// <param name="keepCache">Prefix reuse: a finished job's cells stay as a cache instead of being freed.</param>
     /// <param name="time">Timestamps of the job's timings.</param>
-    public Slot(int id, IKvCells cells, bool keepCache, TimeProvider time)
+    /// <param name="isPriority">One of <c>Inference:PrioritySlots</c>: only a job of a higher lane than a running one may take it.</param>
+    public Slot(int id, IKvCells cells, bool keepCache, TimeProvider time, bool isPriority = false)
     {
         Id = id;
+        IsPriority = isPriority;
         _cells = cells;
         _keepCache = keepCache;
         _time = time;
     }
 
     public int Id { get; }
+    /// <summary>A priority slot (see <c>Inference:PrioritySlots</c>); the admission planner decides who may take it.</summary>
+    public bool IsPriority { get; }
     private LLamaSeqId Seq => (LLamaSeqId)Id;
     public SlotState State { get; private set; }
 

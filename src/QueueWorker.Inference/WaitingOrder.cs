@@ -1,11 +1,12 @@
 namespace QueueWorker.Inference;
 
 /// <summary>
-/// The order in which waiting jobs get free slots: lanes first, then priority (higher first), then round-robin between
-/// tenants (the tenant served longest ago goes first; within a tenant, oldest job first). Between lanes, strict order
-/// (0 = highest lane, always first) unless every waiting job's lane has a weight (<c>RabbitMq:LaneWeights</c>): then
-/// the lanes with waiting jobs share slots in proportion to their weights by smooth weighted round-robin (see
-/// <see cref="LaneTurns"/>). Pure over its inputs, so the policy is unit-tested without a model.
+/// The order in which waiting jobs get free slots: lanes first, then priority (higher first), then fair share between
+/// tenants (see <see cref="TenantTurns"/>: the tenant that has had the fewest slots goes first, a newcomer starting at
+/// most a few slots behind the others; then the one served longest ago; within a tenant, oldest job first). Between
+/// lanes, strict order (0 = highest lane, always first) unless every waiting job's lane has a weight
+/// (<c>RabbitMq:LaneWeights</c>): then the lanes with waiting jobs share slots in proportion to their weights by smooth
+/// weighted round-robin (see <see cref="LaneTurns"/>). Pure over its inputs, so the policy is unit-tested without a model.
 /// </summary>
 internal static class WaitingOrder
 {
@@ -24,12 +25,14 @@ internal static class WaitingOrder
     {
         ArgumentNullException.ThrowIfNull(entries);
         ArgumentNullException.ThrowIfNull(turns);
-        var simulated = turns.Clock;
+        // Admissions are simulated on a copy of the turns, across lanes and priority groups in their order of precedence
+        // (with lane weights the lanes interleave, so the tenants' order inside a lane is computed as if they did not).
+        var simulated = turns.Copy();
         // Each lane's own order: priority groups, tenants round-robin inside each.
         var byLane = Enumerable.Range(0, entries.Count)
             .GroupBy(i => entries[i].LaneRank)
             .OrderBy(g => g.Key)
-            .Select(g => (Rank: g.Key, Weight: entries[g.First()].LaneWeight, Jobs: new Queue<int>(WithinLane(entries, g, turns, ref simulated))))
+            .Select(g => (Rank: g.Key, Weight: entries[g.First()].LaneWeight, Jobs: new Queue<int>(WithinLane(entries, g, simulated))))
             .ToList();
         if (lanes is null || byLane.Count < 2 || byLane.Any(l => l.Weight <= 0))
             return [.. byLane.SelectMany(l => l.Jobs)];
@@ -50,60 +53,86 @@ internal static class WaitingOrder
         return [.. result];
     }
 
-    /// <summary>One lane's jobs in order: priority (higher first), then tenants round-robin.</summary>
-    private static List<int> WithinLane(IReadOnlyList<Entry> entries, IEnumerable<int> lane, TenantTurns turns, ref long simulated)
+    /// <summary>One lane's jobs in order: priority (higher first), then tenants by <see cref="TenantTurns"/>.</summary>
+    private static List<int> WithinLane(IReadOnlyList<Entry> entries, IEnumerable<int> lane, TenantTurns simulated)
     {
         var result = new List<int>();
         foreach (var group in lane.GroupBy(i => -entries[i].Priority).OrderBy(g => g.Key))
         {
             var queues = group.GroupBy(i => entries[i].Tenant ?? "")
-                .Select(t => new TenantQueue(turns.LastServed(t.Key), new Queue<int>(t.OrderBy(i => entries[i].Sequence))))
+                .Select(t => (Tenant: t.Key, Jobs: new Queue<int>(t.OrderBy(i => entries[i].Sequence))))
                 .ToList();
             while (queues.Count > 0)
             {
-                // Served longest ago first; between tenants never served (or served at once), the one whose job came first.
+                // Fewest slots had (counting a newcomer's catch-up credit); then served longest ago; between tenants never
+                // served, the one whose job came first.
                 var pick = queues[0];
                 foreach (var q in queues)
                 {
-                    if (q.LastServed < pick.LastServed
-                        || (q.LastServed == pick.LastServed && entries[q.Jobs.Peek()].Sequence < entries[pick.Jobs.Peek()].Sequence))
+                    var (qu, pu) = (simulated.Usage(q.Tenant), simulated.Usage(pick.Tenant));
+                    var (ql, pl) = (simulated.LastServed(q.Tenant), simulated.LastServed(pick.Tenant));
+                    if (qu < pu || (qu == pu && ql < pl)
+                        || (qu == pu && ql == pl && entries[q.Jobs.Peek()].Sequence < entries[pick.Jobs.Peek()].Sequence))
                         pick = q;
                 }
                 result.Add(pick.Jobs.Dequeue());
-                pick.LastServed = ++simulated;
+                simulated.Served(pick.Tenant);
                 if (pick.Jobs.Count == 0) queues.Remove(pick);
             }
         }
         return result;
     }
-
-    private sealed class TenantQueue(long lastServed, Queue<int> jobs)
-    {
-        public long LastServed { get; set; } = lastServed;
-        public Queue<int> Jobs { get; } = jobs;
-    }
 }
 
-/// <summary>When each tenant was last given a slot, on a counter that only moves forward. Tenants not seen are -1.</summary>
-internal sealed class TenantTurns
+/// <summary>
+/// Fair queuing between tenants by slots had: each admission adds one to its tenant's usage, and the tenant with the
+/// least usage goes first (ties: served longest ago). Left alone that would hand a tenant that was idle for an hour every
+/// slot until its usage caught up with the busy ones, so a tenant's usage counts as no less than the system's level
+/// (the highest usage any admission was made at) minus <see cref="Credit"/>: a newcomer or a returning tenant starts at
+/// most <see cref="Credit"/> slots ahead, then shares equally — the same rule as Linux CFS's placement of a waking task.
+/// With the credit at two slot-fulls, a small tenant behind a flood gets the next two rounds of freed slots, so its jobs
+/// finish well within 2× of running alone (issue 14), while the flood's tenant never waits more than that.
+/// Tenants never seen are at the level minus the credit and last served at -1. On a counter that only moves forward.
+/// </summary>
+internal sealed class TenantTurns(int credit = 0)
 {
-    /// <summary>Tenants remembered at most; the ones served longest ago are forgotten first (they would go first anyway).</summary>
+    /// <summary>Tenants remembered at most; the ones served longest ago are forgotten first (their usage was the lowest anyway, or stale).</summary>
     private const int MaxTenants = 4096;
 
-    private readonly Dictionary<string, long> _lastServed = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long LastServed, long Usage)> _tenants = new(StringComparer.Ordinal);
+
+    /// <summary>How many slots a newcomer may have ahead of the others before it shares equally.</summary>
+    public int Credit { get; } = Math.Max(0, credit);
 
     public long Clock { get; private set; }
 
-    public long LastServed(string tenant) => _lastServed.TryGetValue(tenant, out var t) ? t : -1;
+    /// <summary>The highest usage an admission was made at: the busy tenants' level.</summary>
+    public long Level { get; private set; }
+
+    public long LastServed(string tenant) => _tenants.TryGetValue(tenant, out var t) ? t.LastServed : -1;
+
+    /// <summary>Slots the tenant counts as having had: its own admissions, but no fewer than <see cref="Level"/> − <see cref="Credit"/>.</summary>
+    public long Usage(string tenant) => Math.Max(_tenants.TryGetValue(tenant, out var t) ? t.Usage : 0, Level - Credit);
 
     public void Served(string? tenant)
     {
-        _lastServed[tenant ?? ""] = ++Clock;
-        if (_lastServed.Count > MaxTenants)
+        var key = tenant ?? "";
+        var usage = Usage(key);
+        Level = Math.Max(Level, usage);
+        _tenants[key] = (++Clock, usage + 1);
+        if (_tenants.Count > MaxTenants)
         {
-            var oldest = _lastServed.MinBy(kv => kv.Value).Key;
-            _lastServed.Remove(oldest);
+            var oldest = _tenants.MinBy(kv => kv.Value.LastServed).Key;
+            _tenants.Remove(oldest);
         }
+    }
+
+    /// <summary>An independent copy, for <see cref="WaitingOrder.Order"/> to simulate admissions on.</summary>
+    public TenantTurns Copy()
+    {
+        var copy = new TenantTurns(Credit) { Clock = Clock, Level = Level };
+        foreach (var (k, v) in _tenants) copy._tenants[k] = v;
+        return copy;
     }
 }
 

@@ -129,4 +129,44 @@ public sealed class AdmissionPlannerTests
 
         Assert.Equal(AdmissionDecision.Admit, AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 9), 10, 1000, true).Decision);
     }
+    /// <summary>Two regular slots, then one priority slot, every regular slot running a job.</summary>
+    private static Slot[] RegularBusyPriorityFree()
+    {
+        var slots = new[] { TestSlots.New(0), TestSlots.New(1), new Slot(2, new FakeKvCells(), true, TimeProvider.System, isPriority: true) };
+        TestSlots.Assign(slots[0], Job(Tokens(5, 6), 4));
+        TestSlots.Assign(slots[1], Job(Tokens(7, 8), 4));
+        return slots;
+    }
+
+    [Fact]
+    public void Plan_OnlyPrioritySlotFree_NotAllowed_NoSlot()
+    {
+        var plan = AdmissionPlanner.Plan(RegularBusyPriorityFree(), Tokens(1, 2, 3), 10, 100, prefixReuse: true);
+
+        Assert.Equal(AdmissionDecision.NoSlot, plan.Decision);
+    }
+
+    [Fact]
+    public void Plan_OnlyPrioritySlotFree_Allowed_AdmitsThere()
+    {
+        var slots = RegularBusyPriorityFree();
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3), 10, 100, prefixReuse: true, mayTakePriority: true);
+
+        Assert.Equal(AdmissionDecision.Admit, plan.Decision);
+        Assert.Same(slots[2], plan.Target);
+    }
+
+    [Fact]
+    public void Plan_PrioritySlotCachesThePrefix_NotAllowed_CopiesItIntoARegularSlot()
+    {
+        var slots = new[] { TestSlots.New(0), new Slot(1, new FakeKvCells(), true, TimeProvider.System, isPriority: true) };
+        TestSlots.Cache(slots[1], Tokens(1, 2, 3, 9));
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: true);
+
+        Assert.Same(slots[0], plan.Target);
+        Assert.Same(slots[1], plan.Source);
+        Assert.Equal(3, plan.Reuse);
+    }
 }

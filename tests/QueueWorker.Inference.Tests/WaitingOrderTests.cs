@@ -54,6 +54,33 @@ public sealed class WaitingOrderTests
     }
 
     [Fact]
+    public void Order_TenantArrivesBehindAFlood_GetsItsCreditOfSlotsAheadThenShares()
+    {
+        // a has had 10 slots (its last at usage 9); b arrives new. With a credit of 4, b counts as having had 9 − 4 = 5:
+        // it gets the next 5 slots, then the two alternate.
+        var turns = new TenantTurns(credit: 4);
+        for (var i = 0; i < 10; i++) turns.Served("a");
+        var entries = Enumerable.Range(0, 4).Select(i => E(i, tenant: "a")).Concat(Enumerable.Range(4, 7).Select(i => E(i, tenant: "b"))).ToArray();
+
+        Assert.Equal([4L, 5, 6, 7, 8, 0, 9, 1, 10, 2, 3], Sequences(entries, turns));
+    }
+
+    [Fact]
+    public void Order_TenantIdleForLong_StartsOnlyItsCreditAhead()
+    {
+        // b had 2 slots long ago, a 100 since: b does not get 98 slots in a row.
+        var turns = new TenantTurns(credit: 3);
+        turns.Served("b");
+        turns.Served("b");
+        for (var i = 0; i < 100; i++) turns.Served("a");
+        var entries = Enumerable.Range(0, 10).Select(i => E(i, tenant: i % 2 == 0 ? "a" : "b")).ToArray();
+
+        var order = Sequences(entries, turns);
+
+        Assert.Equal([1L, 3, 5, 7, 0, 9, 2, 4, 6, 8], order);
+    }
+
+    [Fact]
     public void Order_DoesNotChangeTurns()
     {
         var turns = new TenantTurns();
@@ -83,6 +110,38 @@ public sealed class WaitingOrderTests
             }
             foreach (var tenant in ordered.GroupBy(e => (e.LaneRank, e.Priority, e.Tenant)))
                 Assert.Equal(tenant.Select(e => e.Sequence).Order(), tenant.Select(e => e.Sequence));
+        });
+    }
+
+    [Fact]
+    public void Property_AnyArrivals_EachSlotGoesToAWaitingTenantWithTheLeastUsageAndNoneWaitsLong()
+    {
+        // Jobs of tenants a..c (or none) arrive between admissions; one lane, one priority.
+        var step = Gen.Int[0, 3].Array[0, 3];
+        Gen.Select(Gen.Int[0, 6], step.Array[1, 150]).Sample((credit, steps) =>
+        {
+            var turns = new TenantTurns(credit);
+            var lanes = new LaneTurns();
+            var waiting = new List<WaitingOrder.Entry>();
+            var waitedSince = new Dictionary<string, int>();
+            long seq = 0;
+            for (var n = 0; n < steps.Length; n++)
+            {
+                foreach (var t in steps[n]) waiting.Add(E(seq++, tenant: t == 0 ? null : ((char)('a' + t - 1)).ToString()));
+                if (waiting.Count == 0) continue;
+                var tenants = waiting.Select(w => w.Tenant ?? "").Distinct().ToList();
+                foreach (var t in tenants) waitedSince.TryAdd(t, n);
+                var least = tenants.Min(turns.Usage);
+
+                var job = AdmitFirst(waiting, turns, lanes);
+
+                var who = job.Tenant ?? "";
+                Assert.True(turns.Usage(who) - 1 <= least, $"admitted {who} though another waiting tenant had had fewer slots");
+                waitedSince.Remove(who);
+                // Nobody waits while the others have more than their credit and a round each: (credit + 2) × tenants.
+                foreach (var (t, since) in waitedSince.Where(w => waiting.Any(x => (x.Tenant ?? "") == w.Key)))
+                    Assert.True(n - since <= (credit + 2) * 4, $"{t} waited {n - since} admissions (credit {credit})");
+            }
         });
     }
 

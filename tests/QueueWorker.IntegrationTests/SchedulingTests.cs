@@ -152,7 +152,32 @@ public sealed class SchedulingTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task FairShare_SecondTenantBehindAFlood_GetsEveryOtherSlot()
+    public async Task PrioritySlot_InteractiveJobWhileEverySlotRunsABatchJob_StartsWithoutWaitingForIt()
+    {
+        // One slot plus the default priority slot; a prefetch of 2 so the second batch job waits in the engine.
+        var (worker, results) = await StartWorkerAsync(("RabbitMq:Lanes:0", "interactive"), ("RabbitMq:Lanes:1", "batch"), ("RabbitMq:Prefetch", "2"));
+        await _broker.PublishAsync(_jobs + ".batch", Job("b1", 4000));
+        await _broker.PublishAsync(_jobs + ".batch", Job("b2", 4000));
+        // The batch lane never takes the priority slot: b2 waits although a sequence is free.
+        await WaitUntilAsync(async () => await worker.MetricAsync("queueworker_slots_busy") == 1
+                                         && await worker.MetricAsync("queueworker_engine_waiting_jobs") == 1, Timeout, "b1 running and b2 waiting");
+        await Task.Delay(500);
+        Assert.Equal(1, await worker.MetricAsync("queueworker_slots_busy"));
+
+        await _broker.PublishAsync(_jobs + ".interactive", Job("i1", 16));
+        var i1 = await results.WaitForIdAsync("i1", Timeout);
+
+        // Without the priority slot i1 would wait for b1's 4000 tokens; it finished while b1 still runs.
+        Assert.Equal(JobStatus.Completed, i1.Result.Status);
+        Assert.Equal(["i1"], results.All.Select(r => r.Result.Id));
+        Assert.True(i1.Result.Timings!.QueuedMs < 5000, $"queued_ms {i1.Result.Timings.QueuedMs}");
+        await PublishCancelAsync("""{"cancel":{"job_ids":["b1","b2"]}}""");
+        await results.WaitForIdsAsync(["b1", "b2"], Timeout);
+        AssertExactlyOneEach(results, ["b1", "b2", "i1"]);
+    }
+
+    [Fact]
+    public async Task FairShare_SecondTenantBehindAFlood_FinishesLongBeforeTheFlood()
     {
         // The worker holds every job (prefetch 40): fair share orders what a worker holds.
         var (_, results) = await StartWorkerAsync(("RabbitMq:Prefetch", "40"));
@@ -164,7 +189,8 @@ public sealed class SchedulingTests : IAsyncLifetime
 
         var order = results.All.Select(r => r.Result.Id).ToList();
         var lastSmall = small.Max(order.IndexOf);
-        // First come, first served would finish the small tenant last (index 19); round-robin by about index 8.
+        // First come, first served would finish the small tenant last (index 19); fair share (with the newcomer's credit of
+        // two slot-fulls) by about index 5.
         Assert.True(lastSmall <= 11, $"completion order: {string.Join(",", order)}");
     }
 
