@@ -234,26 +234,8 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
         Temperature = 0,
     };
 
-    private async Task<ArrivedResult[]> WaitAllAsync(IReadOnlyList<Task<ArrivedResult>> waits, WorkerProcess worker, CancellationToken ct)
-    {
-        ArrivedResult[] done;
-        try
-        {
-            done = await Task.WhenAll(waits).WaitAsync(Timeout, ct);
-        }
-        catch (TimeoutException)
-        {
-            worker.ThrowIfExited();
-            throw new TimeoutException($"worker '{worker.Name}': {waits.Count(t => t.IsCompletedSuccessfully)} of {waits.Count} results within {Timeout.TotalSeconds:F0} s:\n{worker.OutputTail}");
-        }
-
-        if (done.FirstOrDefault(r => r.Result.Status != JobStatus.Completed) is { } failed)
-        {
-            throw new InvalidOperationException($"worker '{worker.Name}': job {failed.Result.Id} failed: {failed.Result.Error?.Code}: {failed.Result.Error?.Message}");
-        }
-
-        return done;
-    }
+    private Task<ArrivedResult[]> WaitAllAsync(IReadOnlyList<Task<ArrivedResult>> waits, WorkerProcess worker, CancellationToken ct) =>
+        worker.WaitCompletedAsync(waits, Timeout, ct);
 
     /// <summary>
     /// The ratio numerator/denominator per round, or null with the reason when the baseline (denominator) is slower than
@@ -311,7 +293,7 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
                     $"broker ceiling = the worker's message flow with no work in between: a second connection consumes the jobs queue (quorum) with prefetch " +
                     $"{plan.Slots} and manual acks, publishes a {resultBytes}-byte body (the largest tiny-job result of the worker in this run) to a quorum results " +
                     "queue with publisher confirms (mandatory, persistent), and acks the job after the confirm; up to prefetch results await their confirms at once. " +
-                    "\"one confirm at a time\" serializes the publishes as the worker's ResultPublisher does.",
+                    "\"one confirm at a time\" serializes the publishes, as the worker's ResultPublisher did before it let confirms overlap (kept as a yardstick of what serialized confirms cost).",
                     "job ms = the results' timings.total_ms (the pipeline inside the worker: parse to result, without the broker).",
                 ]),
         ];

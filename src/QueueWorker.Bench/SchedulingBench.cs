@@ -351,30 +351,8 @@ public sealed class SchedulingBenchRunner(SchedulingBenchPlan plan, IBenchProgre
         };
     }
 
-    private async Task<ArrivedResult[]> WaitAllAsync(IReadOnlyList<Task<ArrivedResult>> waits, WorkerProcess worker, CancellationToken ct)
-    {
-        ArrivedResult[] results;
-        try
-        {
-            results = await Task.WhenAll(waits).WaitAsync(Timeout, ct);
-        }
-        catch (TimeoutException)
-        {
-            worker.ThrowIfExited();
-            var done = waits.Count(t => t.IsCompletedSuccessfully);
-            throw new TimeoutException($"worker '{worker.Name}': {done} of {waits.Count} results arrived within {Timeout.TotalSeconds:F0} s. Its last output:\n{worker.OutputTail}");
-        }
-
-        foreach (var r in results)
-        {
-            if (r.Result.Status != JobStatus.Completed)
-            {
-                throw new InvalidOperationException($"worker '{worker.Name}': job {r.Result.Id} failed: {r.Result.Error?.Code}: {r.Result.Error?.Message}");
-            }
-        }
-
-        return results;
-    }
+    private Task<ArrivedResult[]> WaitAllAsync(IReadOnlyList<Task<ArrivedResult>> waits, WorkerProcess worker, CancellationToken ct) =>
+        worker.WaitCompletedAsync(waits, Timeout, ct);
 
     // ---- report ----------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using QueueWorker.Contracts;
 
 namespace QueueWorker.Bench;
 
@@ -159,6 +160,31 @@ public sealed class WorkerProcess : IAsyncDisposable
 
         return ProcessMemory.Read($"/proc/{_process.Id}/status")
             ?? throw new PlatformNotSupportedException($"/proc/{_process.Id}/status is not readable: the memory measurement needs Linux");
+    }
+
+    /// <summary>
+    /// Every result of <paramref name="waits"/>, each <c>completed</c>; a timeout names how many arrived and shows the
+    /// worker's last output (or why it exited), a failed job its error.
+    /// </summary>
+    public async Task<ArrivedResult[]> WaitCompletedAsync(IReadOnlyList<Task<ArrivedResult>> waits, TimeSpan timeout, CancellationToken ct)
+    {
+        ArrivedResult[] done;
+        try
+        {
+            done = await Task.WhenAll(waits).WaitAsync(timeout, ct);
+        }
+        catch (TimeoutException)
+        {
+            ThrowIfExited();
+            throw new TimeoutException($"worker '{Name}': {waits.Count(t => t.IsCompletedSuccessfully)} of {waits.Count} results arrived within {timeout.TotalSeconds:F0} s. Its last output:\n{OutputTail}");
+        }
+
+        if (done.FirstOrDefault(r => r.Result.Status != JobStatus.Completed) is { } failed)
+        {
+            throw new InvalidOperationException($"worker '{Name}': job {failed.Result.Id} failed: {failed.Result.Error?.Code}: {failed.Result.Error?.Message}");
+        }
+
+        return done;
     }
 
     public void ThrowIfExited()

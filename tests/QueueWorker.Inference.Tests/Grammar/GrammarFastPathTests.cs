@@ -41,14 +41,10 @@ public sealed class GrammarFastPathTests(ITestOutputHelper output)
     [MemberData(nameof(Models))]
     public void Sample_FastPathInLockstepWithWholeVocabularyMask_SameTokenEveryStep(string model)
     {
-        var path = model == "stories260K" ? TestModels.Stories260K : TestModels.Llama2TinyRandom;
-        var parameters = new ModelParams(path) { ContextSize = 512, BatchSize = 512, Threads = 2, BatchThreads = 2 };
-        using var weights = LLamaWeights.LoadFromFile(parameters);
-        using var context = weights.CreateContext(parameters);
-        var handle = context.NativeHandle;
-        var vocab = GrammarVocab.Build(weights.NativeHandle);
+        using var loaded = Loaded.Of(model);
+        var (weights, handle, vocab) = (loaded.Weights, loaded.Context.NativeHandle, loaded.Vocab);
         var n = weights.NativeHandle.Vocab.Count;
-        var prompt = weights.NativeHandle.Tokenize("Once upon a time", true, false, System.Text.Encoding.UTF8);
+        var prompt = loaded.Prompt;
         long fast = 0, full = 0, steps = 0, runs = 0;
         double slowMs = 0, fastMs = 0;
         foreach (var schema in SchemaPicks.Select(i => StructuredOutputTests.Schemas[i]))
@@ -103,14 +99,10 @@ public sealed class GrammarFastPathTests(ITestOutputHelper output)
     [MemberData(nameof(Models))]
     public void Mask_AlongGeneratedOutputs_EqualsLlamaCppMaskOverWholeVocabulary(string model)
     {
-        var path = model == "stories260K" ? TestModels.Stories260K : TestModels.Llama2TinyRandom;
-        var parameters = new ModelParams(path) { ContextSize = 512, BatchSize = 512, Threads = 2, BatchThreads = 2 };
-        using var weights = LLamaWeights.LoadFromFile(parameters);
-        using var context = weights.CreateContext(parameters);
-        var handle = context.NativeHandle;
-        var vocab = GrammarVocab.Build(weights.NativeHandle);
+        using var loaded = Loaded.Of(model);
+        var (weights, handle, vocab) = (loaded.Weights, loaded.Context.NativeHandle, loaded.Vocab);
         var n = vocab.Size;
-        var prompt = weights.NativeHandle.Tokenize("Once upon a time", true, false, System.Text.Encoding.UTF8);
+        var prompt = loaded.Prompt;
         var allowed = new bool[n];
         var scratch = new LLamaTokenData[n];
         var whole = new LLamaTokenData[n];
@@ -156,5 +148,24 @@ public sealed class GrammarFastPathTests(ITestOutputHelper output)
             $"{model}: {states} grammar states, masks identical; the tree asked about {asked / (double)states:F0} of {n} tokens per mask; " +
             $"mask time: tree {treeMs / states:F2} ms, llama.cpp over the whole vocabulary {wholeMs / states:F2} ms"));
         Assert.True(states > 40, $"only {states} states checked");
+    }
+
+    /// <summary>A model of <see cref="Models"/> loaded with a context, its grammar vocabulary and the prompt both tests use.</summary>
+    private sealed record Loaded(LLamaWeights Weights, LLamaContext Context, GrammarVocab Vocab, LLamaToken[] Prompt) : IDisposable
+    {
+        public static Loaded Of(string model)
+        {
+            var path = model == "stories260K" ? TestModels.Stories260K : TestModels.Llama2TinyRandom;
+            var parameters = new ModelParams(path) { ContextSize = 512, BatchSize = 512, Threads = 2, BatchThreads = 2 };
+            var weights = LLamaWeights.LoadFromFile(parameters);
+            var context = weights.CreateContext(parameters);
+            return new Loaded(weights, context, GrammarVocab.Build(weights.NativeHandle), weights.NativeHandle.Tokenize("Once upon a time", true, false, System.Text.Encoding.UTF8));
+        }
+
+        public void Dispose()
+        {
+            Context.Dispose();
+            Weights.Dispose();
+        }
     }
 }
