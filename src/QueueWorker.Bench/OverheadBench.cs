@@ -24,13 +24,17 @@ public sealed record OverheadBenchPlan(
     int MaxTokens = 256,
     int TinyJobs = 200,
     int TinyMaxTokens = 4,
+    int SingleSentences = 12,
+    int SingleMaxTokens = 64,
     int ContextSize = 2048,
     int BatchSize = 512,
     double TimeoutSeconds = 600);
 
 /// <summary>
-/// Issue 12, item 3, through the real worker binary and a real broker, in interleaved rounds (order rotated each round):
+/// Issue 12, items 1 and 3, through the real worker binary and a real broker, in interleaved rounds (order rotated each round):
 /// <list type="bullet">
+/// <item>one job: a ~<c>SingleSentences</c>-sentence prompt (≈ 130 tokens) and <c>SingleMaxTokens</c> generated, through the
+/// worker against the same prompt alone in the raw loop process: prefill and decode tok/s each ≥ 0.95× (item 1);</item>
 /// <item>throughput: <c>Slots</c> jobs published at once to the worker (completion tokens / wall time from the first
 /// publish to the last result) against the raw batched loop (<see cref="RawLoop"/>) on the same prompts, in a child
 /// process started as the worker is, with the worker's context parameters, threads and greedy sampler: ≥ 0.8×;</item>
@@ -47,6 +51,8 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
     public const string Throughput = "worker-overhead-throughput";
     public const string JobsPerSecond = "worker-overhead-jobs";
     public const double ThroughputRatioTarget = 0.8;
+    public const string Single = "worker-overhead-single";
+    public const double SingleRatioTarget = 0.95;
 
     /// <summary>The least relative noise assumed for the sanity check, whatever the baseline's spread.</summary>
     public const double MinNoise = 0.05;
@@ -59,7 +65,7 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
     public async Task<WorkerBenchResult> RunAsync(CancellationToken ct)
     {
         var inv = CultureInfo.InvariantCulture;
-        progress.BeginSection("overhead: small model through the worker vs raw loop and broker", 2 + (plan.Warmup + plan.Repetitions) * 5);
+        progress.BeginSection("overhead: small model through the worker vs raw loop and broker", 2 + (plan.Warmup + plan.Repetitions) * 7);
         try
         {
             progress.Step("starting the worker and the raw loop");
@@ -88,10 +94,12 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
             await using var ceiling = await BrokerCeiling.StartAsync(plan.BrokerUri, ceilingQueues, plan.Slots, ct);
             var ceilingResults = await broker.ConsumeAsync(ceilingQueues.Results, ct);
 
-            var samples = new[] { "raw", "worker", "tiny", "ceiling", "ceiling-serial" }.ToDictionary(k => k, _ => new SampleSet());
+            var samples = new[] { "raw", "worker", "tiny", "ceiling", "ceiling-serial", "single-raw", "single-worker" }.ToDictionary(k => k, _ => new SampleSet());
             var resultBytes = 0;
             var items = new List<(string Name, Func<int, bool, Task> Run)>
             {
+                ("one job, raw loop", (rep, record) => SingleRawAsync(raw, rep, record ? samples["single-raw"] : null, ct)),
+                ("one job through the worker", (rep, record) => SingleWorkerAsync(broker, worker, queues, results, rep, record ? samples["single-worker"] : null, ct)),
                 ("raw batched loop", (rep, record) => RawAsync(raw, rep, record ? samples["raw"] : null, ct)),
                 ($"{plan.Slots} jobs through the worker", (rep, record) => WorkerAsync(broker, worker, queues, results, rep, record ? samples["worker"] : null, ct)),
                 ($"{plan.TinyJobs} tiny jobs through the worker", async (rep, record) =>
@@ -175,6 +183,36 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
         into.Add(Metrics.CachedTokens, done.Max(r => r.Result.Usage!.CachedTokens));
         // Without the broker's legs: the longest job's time inside the worker (parse to result, before its publish).
         into.Add(Metrics.InProcessTps, completion / (done.Max(r => r.Result.Timings!.TotalMs) / 1000));
+    }
+
+    // ---- one job: prefill and decode against the raw loop (item 1) -------------------------------------------------
+
+    /// <summary>A story prompt of <c>SingleSentences</c> sentences, its first word different every round (no cached prefix).</summary>
+    public string SinglePrompt(int rep) => string.Join(" ", Enumerable.Range(0, plan.SingleSentences)
+        .Select(k => $"{Names[(rep + 2000 + k) % Names.Length]} had {Things[(rep * 3 + k + 2000) % Things.Length]}.")) + " One day,";
+
+    private async Task SingleRawAsync(RawLoopProcess raw, int rep, SampleSet? into, CancellationToken ct)
+    {
+        var r = await raw.RunAsync(new RawLoopRequest([SinglePrompt(rep)], plan.SingleMaxTokens), Timeout, ct);
+        var completion = r.CompletionTokens[0];
+        // The worker's definitions (JobMapping): prompt tokens / prefill time; decode steps (tokens after the first) / time
+        // from the first sampled token to the last. The raw prefill time includes tokenization (well under 1 ms).
+        into?.Add(Metrics.PrefillTps, r.PromptTokens[0] / (r.PrefillMs / 1000));
+        into?.Add(Metrics.DecodeTps, (completion - 1) / (r.DecodeMs / 1000));
+        into?.Add(Metrics.PromptTokens, r.PromptTokens[0]);
+        into?.Add(Metrics.CompletionTokens, completion);
+    }
+
+    private async Task SingleWorkerAsync(BenchBroker broker, WorkerProcess worker, WorkerQueues queues, ResultStream results, int rep, SampleSet? into, CancellationToken ct)
+    {
+        var wait = await broker.PublishAsync(queues.Jobs, results, Job(SinglePrompt(rep), plan.SingleMaxTokens), ct);
+        var r = (await WaitAllAsync([wait], worker, ct))[0].Result;
+        var (timings, usage) = (r.Timings!, r.Usage!);
+        into?.Add(Metrics.PrefillTps, timings.PromptTokensPerS);
+        into?.Add(Metrics.DecodeTps, timings.TokensPerS);
+        into?.Add(Metrics.PromptTokens, usage.PromptTokens);
+        into?.Add(Metrics.CachedTokens, usage.CachedTokens);
+        into?.Add(Metrics.CompletionTokens, usage.CompletionTokens);
     }
 
     // ---- jobs/s: the soak test's shape against the broker's own rate -----------------------------------------------
@@ -264,6 +302,19 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
         var none = new Dictionary<string, string>();
         return
         [
+            new SectionResult(Single, $"One job: the worker against the raw loop (issue 12, item 1)",
+                $"one greedy story job of {plan.SingleSentences} sentences (~{F(s["single-worker"][Metrics.PromptTokens])} prompt tokens) and max_tokens {plan.SingleMaxTokens} " +
+                $"on {Path.GetFileName(plan.Model)}, {plan.Threads} threads, alone; a new prompt every round",
+                [
+                    new ConfigResult("raw loop, one sequence (child process)", s["single-raw"], new Dictionary<string, string> { ["source"] = "qwbench raw-loop's own Stopwatch" }),
+                    new ConfigResult("worker (its result's timings)", s["single-worker"], new Dictionary<string, string> { ["source"] = "timings.prompt_tokens_per_s, timings.tokens_per_s" }),
+                ],
+                [
+                    "prefill tok/s: worker = timings.prompt_tokens_per_s (prompt tokens not cached / the decode time of its prompt steps); raw = prompt tokens / " +
+                    "time from the request to the prompt's decode returning (tokenization included). decode tok/s: worker = timings.tokens_per_s (completion " +
+                    "tokens − 1 / first to last sampled token); raw = the same count over the time after the prompt's decode to the last token.",
+                    "Both in processes started the same way, with the same context parameters and memory-mapped weights, on the same prompt tokens.",
+                ]),
             new SectionResult(Throughput, $"Small model, {plan.Slots} slots: the worker against a raw batched loop (issue 12, item 3)",
                 $"{plan.Slots} distinct greedy story jobs of max_tokens {plan.MaxTokens} on {Path.GetFileName(plan.Model)} at once, {plan.Threads} threads; " +
                 $"the worker with Inference:Slots = {plan.Slots}, context {plan.ContextSize}, batch {plan.BatchSize}",
@@ -310,8 +361,11 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
         var target = $"{Path.GetFileName(plan.Model)}, {plan.Slots} jobs at once: the worker's aggregate tok/s ≥ {ThroughputRatioTarget} × a raw batched loop";
         var detail = $"worker {F(worker[Metrics.AggregateTps])} vs raw {F(raw[Metrics.AggregateTps])} tok/s; completion tokens per round {F(worker[Metrics.CompletionTokens])} " +
                      $"and {F(raw[Metrics.CompletionTokens])}; raw step {F(raw[Metrics.StepMs])} ms";
+        var (sw, sr) = (s["single-worker"], s["single-raw"]);
         return
         [
+            SingleTarget("single-prefill", "prefill", Metrics.PrefillTps, sw, sr),
+            SingleTarget("single-decode", "decode", Metrics.DecodeTps, sw, sr),
             refused is null
                 ? TargetResult.Judge("overhead-throughput", target, ">=", ThroughputRatioTarget, "×", ratio, detail)
                 : new TargetResult("overhead-throughput", target, ">=", ThroughputRatioTarget, "×", null, $"{refused}; {detail}", null),
@@ -319,6 +373,17 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
             new TargetResult("overhead-jobs", $"{plan.TinyJobs} tiny jobs: the worker's jobs/s as a share of the broker's own publish+confirm+ack rate (reported; the ceiling is 1)",
                 "<=", 1, "×", share, $"worker {F(tiny)} jobs/s; broker ceiling {F(ceiling)} jobs/s; one confirm at a time {F(s["ceiling-serial"][Metrics.JobsPerS])} jobs/s", share.Median <= 1 + MinNoise),
         ];
+    }
+
+    private TargetResult SingleTarget(string id, string what, string metric, IReadOnlyDictionary<string, Stat> worker, IReadOnlyDictionary<string, Stat> raw)
+    {
+        var (ratio, refused) = SaneRatio(worker[metric], raw[metric]);
+        var target = $"{Path.GetFileName(plan.Model)}, one job: the worker's {what} tok/s ≥ {SingleRatioTarget} × the raw loop's";
+        var detail = $"worker {F(worker[metric])} vs raw {F(raw[metric])} tok/s; prompt tokens {F(worker[Metrics.PromptTokens])} (cached {F(worker[Metrics.CachedTokens])}), " +
+                     $"completion tokens {F(worker[Metrics.CompletionTokens])} and {F(raw[Metrics.CompletionTokens])}";
+        return refused is null
+            ? TargetResult.Judge(id, target, ">=", SingleRatioTarget, "×", ratio, detail)
+            : new TargetResult(id, target, ">=", SingleRatioTarget, "×", null, $"{refused}; {detail}", null);
     }
 
     private static string F(Stat s) => ReportWriter.Format(s);
