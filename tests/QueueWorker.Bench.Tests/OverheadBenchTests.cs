@@ -21,22 +21,28 @@ public sealed class OverheadBenchTests
 
         var result = await new OverheadBenchRunner(plan, new NoProgress()).RunAsync(CancellationToken.None);
 
-        Assert.Equal([OverheadBenchRunner.Throughput, OverheadBenchRunner.JobsPerSecond], result.Sections.Select(s => s.Id));
-        var raw = result.Sections[0].Configs[0].Metrics;
-        var worker = result.Sections[0].Configs[1].Metrics;
+        Assert.Equal([OverheadBenchRunner.Single, OverheadBenchRunner.Throughput, OverheadBenchRunner.JobsPerSecond], result.Sections.Select(s => s.Id));
+        // One job: the same prompt tokens on both sides (the worker may find its BOS cached), both rates measured.
+        var (singleRaw, singleWorker) = (result.Sections[0].Configs[0].Metrics, result.Sections[0].Configs[1].Metrics);
+        Assert.Equal(singleRaw[Metrics.PromptTokens].Samples, singleWorker[Metrics.PromptTokens].Samples);
+        Assert.All(singleWorker[Metrics.CachedTokens].Samples, n => Assert.InRange(n, 0, 1));
+        Assert.All(new[] { singleRaw[Metrics.PrefillTps], singleRaw[Metrics.DecodeTps], singleWorker[Metrics.PrefillTps], singleWorker[Metrics.DecodeTps] },
+            s => Assert.True(s.N == plan.Repetitions && s.Min > 0 && double.IsFinite(s.Max), $"{s.Min}–{s.Max} over {s.N}"));
+        var raw = result.Sections[1].Configs[0].Metrics;
+        var worker = result.Sections[1].Configs[1].Metrics;
         // The same work on both sides: the worker's very prompt tokens, and the same greedy tokens until max_tokens or end of text.
         Assert.Equal(raw[Metrics.PromptTokens].Samples, worker[Metrics.PromptTokens].Samples);
         Assert.Equal(raw[Metrics.CompletionTokens].Samples, worker[Metrics.CompletionTokens].Samples);
         Assert.All(raw[Metrics.CompletionTokens].Samples, n => Assert.InRange(n, 1, plan.Slots * plan.MaxTokens));
         Assert.All(new[] { raw[Metrics.AggregateTps], worker[Metrics.AggregateTps], worker[Metrics.InProcessTps] },
             s => Assert.True(s.N == plan.Repetitions && s.Min > 0 && double.IsFinite(s.Max), $"{s.Min}–{s.Max} over {s.N}"));
-        Assert.All(result.Sections[1].Configs, c => Assert.True(c.Metrics[Metrics.JobsPerS].Min > 0, c.Name));
+        Assert.All(result.Sections[2].Configs, c => Assert.True(c.Metrics[Metrics.JobsPerS].Min > 0, c.Name));
 
-        Assert.Equal(["overhead-throughput", "overhead-jobs"], result.Targets.Select(t => t.Id));
-        var throughput = result.Targets[0];
+        Assert.Equal(["single-prefill", "single-decode", "overhead-throughput", "overhead-jobs"], result.Targets.Select(t => t.Id));
         // Either a ratio with a verdict, or a refusal that says why: never a verdict on a baseline that lost to the worker.
-        Assert.True(throughput.Measured is not null ? throughput.Passed is not null : throughput.Detail.StartsWith("refused", StringComparison.Ordinal), throughput.Detail);
-        Assert.NotNull(result.Targets[1].Measured);
+        Assert.All(result.Targets.Take(3), t =>
+            Assert.True(t.Measured is not null ? t.Passed is not null : t.Detail.StartsWith("refused", StringComparison.Ordinal), t.Detail));
+        Assert.NotNull(result.Targets[3].Measured);
     }
 
     private sealed class NoProgress : IBenchProgress
