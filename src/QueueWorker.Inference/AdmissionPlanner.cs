@@ -34,13 +34,19 @@ internal static class AdmissionPlanner
     /// The job may start in a priority slot (<c>Inference:PrioritySlots</c>); else those slots are only a source of
     /// prefixes to copy. The scheduler allows it for a job of a higher lane than a running one when every other slot is busy.
     /// </param>
+    /// <param name="cellsPerSlot">
+    /// Set when the KV cache is split per sequence (<c>Inference:KvUnified = false</c>): each slot owns this many cells in
+    /// a stream of its own, so a job fits its slot or not at all, no slot's cells are shared or copied into another
+    /// (llama.cpp copies only whole streams), and a prefix is reused only by the slot that holds it.
+    /// </param>
     public static AdmissionPlan Plan(IReadOnlyList<Slot> slots, ReadOnlySpan<LLamaToken> prompt, int need, int contextSize, bool prefixReuse,
-        bool mayTakePriority = false)
+        bool mayTakePriority = false, int? cellsPerSlot = null)
     {
         bool CanTake(Slot s) => !s.IsActive && (mayTakePriority || !s.IsPriority);
         Slot? anyFree = null;
         foreach (var s in slots) if (CanTake(s)) { anyFree = s; break; }
         if (anyFree is null) return new AdmissionPlan(AdmissionDecision.NoSlot);
+        if (cellsPerSlot is { } perSlot) return PlanSplit(slots, prompt, need, perSlot, prefixReuse, CanTake);
 
         // The last prompt token is always decoded again so that its logits exist for the first sample.
         var maxReuse = prompt.Length - 1;
@@ -97,5 +103,29 @@ internal static class AdmissionPlanner
             used -= s.Cached.Length;
         }
         return new AdmissionPlan(AdmissionDecision.Admit, target, reuse > 0 ? source : null, reuse, evict);
+    }
+
+    /// <summary>A split KV cache: the free slot whose own cells hold the longest prefix, else an empty one, else the least recently used.</summary>
+    private static AdmissionPlan PlanSplit(IReadOnlyList<Slot> slots, ReadOnlySpan<LLamaToken> prompt, int need, int cellsPerSlot, bool prefixReuse,
+        Func<Slot, bool> canTake)
+    {
+        if (need > cellsPerSlot) return new AdmissionPlan(AdmissionDecision.NoCells);
+        var maxReuse = prompt.Length - 1;
+        Slot? best = null, empty = null, lru = null;
+        var reuse = 0;
+        foreach (var s in slots)
+        {
+            if (!canTake(s)) continue;
+            if (s.State == SlotState.Empty) empty ??= s;
+            if (lru is null || s.LastUsed < lru.LastUsed) lru = s;
+            var n = prefixReuse && maxReuse > 0 ? Math.Min(prompt.CommonPrefixLength(s.Cached), maxReuse) : 0;
+            if (n > reuse)
+            {
+                reuse = n;
+                best = s;
+            }
+        }
+        var target = best ?? empty ?? lru!;
+        return new AdmissionPlan(AdmissionDecision.Admit, target, best, reuse, []);
     }
 }

@@ -23,7 +23,11 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
     private Running? _running;
 
-    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler, Grammar.GrammarCache Grammars, Embedder? Embedder);
+    private sealed record Running(LLamaWeights Weights, LLamaContext Context, PromptRenderer Renderer, Scheduler Scheduler, Grammar.GrammarCache Grammars, Embedder? Embedder,
+        int? CellsPerSlot);
+
+    /// <summary>With a split KV cache (Inference:KvUnified = false) the cells of one slot's stream: llama.cpp's n_ctx / n_seq_max.</summary>
+    private int? CellsPerSlot(SafeLLamaContextHandle handle) => _options.KvUnified ? null : (int)handle.ContextSize / (_options.Slots + _options.PrioritySlots);
 
     public LlamaEngine(ModelOptions model, InferenceOptions inference, ILogger<LlamaEngine>? logger = null, TimeProvider? timeProvider = null)
     {
@@ -76,8 +80,8 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                 Threads = budget.Threads,
                 BatchThreads = budget.BatchThreads,
                 LoadMode = loadMode,
-                // The admission accounting assumes one cell pool shared by all sequences.
-                KVUnified = true,
+                // One cell pool shared by all sequences, or a stream per sequence (the admission planner follows either).
+                KVUnified = _options.KvUnified,
                 TypeK = KvCacheSettings.Types[_options.TypeK].Type,
                 TypeV = KvCacheSettings.Types[_options.TypeV].Type,
                 FlashAttention = KvCacheSettings.FlashAttentionModes[_options.FlashAttention],
@@ -137,9 +141,9 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
 
                 var scheduler = new Scheduler(handle, model, (_options.Slots, _options.PrioritySlots), _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     (budget.Threads, budget.BatchThreads), _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt,
-                    _options.KillProcessOnPrompt, CreatePromptCache(), _options.GrammarFastPath);
+                    _options.KillProcessOnPrompt, CreatePromptCache(), _options.GrammarFastPath, CellsPerSlot(handle));
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,
-                    new Grammar.GrammarCache(model, GrammarCacheSize), embedder);
+                    new Grammar.GrammarCache(model, GrammarCacheSize), embedder, CellsPerSlot(handle));
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);
                 scheduler.Start();
@@ -248,6 +252,10 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
         if (need > _options.ContextSize)
             throw new InferenceException(ErrorCodes.PromptTooLong,
                 $"prompt is {prompt.Length} tokens + max_tokens {request.MaxTokens} = {need} KV cells, but Inference:ContextSize is {_options.ContextSize}.");
+        if (running.CellsPerSlot is { } perSlot && need > perSlot)
+            throw new InferenceException(ErrorCodes.PromptTooLong,
+                $"prompt is {prompt.Length} tokens + max_tokens {request.MaxTokens} = {need} KV cells, but with Inference:KvUnified = false one slot holds " +
+                $"{perSlot} (Inference:ContextSize / (Slots + PrioritySlots)).");
 
         var now = _time.GetUtcNow();
         if (request.Deadline is { } requested && requested <= now)

@@ -13,6 +13,11 @@ public sealed class InferenceOptionsValidator : IValidateOptions<InferenceOption
             errors.Add($"{S}:DefaultMaxTokens = {o.DefaultMaxTokens} must be at most {S}:MaxTokens = {o.MaxTokens}.");
         if (o.MaxTokens >= o.ContextSize)
             errors.Add($"{S}:MaxTokens = {o.MaxTokens} must be less than {S}:ContextSize = {o.ContextSize}: a job needs prompt tokens + max_tokens KV cells.");
+        if (!o.KvUnified && o.MaxTokens >= InferenceOptions.SplitCellsPerSlot(o.ContextSize, o.Slots + o.PrioritySlots))
+            errors.Add($"{S}:MaxTokens = {o.MaxTokens} must be less than the cells of one slot: with {S}:KvUnified = false each slot owns " +
+                       $"{S}:ContextSize / ({S}:Slots + {S}:PrioritySlots) = {o.ContextSize} / {o.Slots + o.PrioritySlots}, rounded up to a multiple of 256 " +
+                       $"as llama.cpp does: {InferenceOptions.SplitCellsPerSlot(o.ContextSize, o.Slots + o.PrioritySlots)} cells; " +
+                       $"raise ContextSize to at least {(o.MaxTokens + 64) * (o.Slots + o.PrioritySlots)} or lower MaxTokens.");
         if (o.BatchSize < o.Slots + o.PrioritySlots)
             errors.Add($"{S}:BatchSize = {o.BatchSize} must be at least {S}:Slots + {S}:PrioritySlots = {o.Slots + o.PrioritySlots}: every decode step carries one token per generating slot.");
         if (o.BatchSize > o.ContextSize)

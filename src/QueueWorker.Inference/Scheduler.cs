@@ -23,6 +23,8 @@ internal sealed class Scheduler
     private readonly int _contextSize;
     private readonly int _batchSize;
     private readonly bool _prefixReuse;
+    /// <summary>Cells each slot owns when the KV cache is split per sequence; null when all slots share one pool.</summary>
+    private readonly int? _cellsPerSlot;
     private readonly int _threads;
     private readonly int _batchThreads;
     private readonly PromptCache? _promptCache;
@@ -50,8 +52,9 @@ internal sealed class Scheduler
     /// <param name="slots">Slots any job may take, then PrioritySlots more (see <see cref="MayTakePriority"/>); one llama sequence each.</param>
     public Scheduler(SafeLLamaContextHandle ctx, SafeLlamaModelHandle model, (int Slots, int PrioritySlots) slots, int contextSize, int batchSize, bool prefixReuse,
         (int Threads, int BatchThreads) threads, ILogger logger, TimeProvider time, EngineStats stats, string? crashOnPrompt = null, string? stallOnPrompt = null,
-        string? killOnPrompt = null, PromptCache? promptCache = null, bool grammarFastPath = true)
+        string? killOnPrompt = null, PromptCache? promptCache = null, bool grammarFastPath = true, int? cellsPerSlot = null)
     {
+        _cellsPerSlot = cellsPerSlot;
         _grammarFastPath = grammarFastPath;
         // The host-RAM cache extends prefix reuse; with reuse off every job prefills its whole prompt, as documented.
         _promptCache = prefixReuse ? promptCache : null;
@@ -262,7 +265,7 @@ internal sealed class Scheduler
         for (var i = 0; i < _waiting.Count;)
         {
             var job = _waiting[i];
-            var plan = AdmissionPlanner.Plan(_slots, job.Prompt, job.KvNeed, _contextSize, _prefixReuse, MayTakePriority(job));
+            var plan = AdmissionPlanner.Plan(_slots, job.Prompt, job.KvNeed, _contextSize, _prefixReuse, MayTakePriority(job), _cellsPerSlot);
             switch (plan.Decision)
             {
                 case AdmissionDecision.Admit:

@@ -169,4 +169,45 @@ public sealed class AdmissionPlannerTests
         Assert.Same(slots[1], plan.Source);
         Assert.Equal(3, plan.Reuse);
     }
+
+    // A split KV cache (Inference:KvUnified = false): each slot owns its cells.
+
+    [Fact]
+    public void Plan_Split_FreeSlotHoldsPrefix_TakesItOverWithoutEvictions()
+    {
+        var slots = Slots(3);
+        TestSlots.Cache(slots[1], Tokens(9, 9, 9));
+        TestSlots.Cache(slots[2], Tokens(1, 2, 3, 9));
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 4), 10, 100, prefixReuse: true, cellsPerSlot: 50);
+
+        Assert.Equal(AdmissionDecision.Admit, plan.Decision);
+        Assert.Same(slots[2], plan.Target);
+        Assert.Same(slots[2], plan.Source);
+        Assert.Equal(3, plan.Reuse);
+        Assert.Empty(plan.Evict!);
+    }
+
+    [Fact]
+    public void Plan_Split_ActiveSlotHoldsPrefix_NoCopyAcrossStreams()
+    {
+        var slots = Slots(2);
+        TestSlots.Assign(slots[0], Job(Tokens(1, 2, 3, 4), 4));
+        TestSlots.Prefill(slots[0]);
+
+        var plan = AdmissionPlanner.Plan(slots, Tokens(1, 2, 3, 8), 10, 100, prefixReuse: true, cellsPerSlot: 50);
+
+        Assert.Equal(AdmissionDecision.Admit, plan.Decision);
+        Assert.Same(slots[1], plan.Target);
+        Assert.Null(plan.Source);
+        Assert.Equal(0, plan.Reuse);
+    }
+
+    [Fact]
+    public void Plan_Split_JobLargerThanOneSlotsCells_NoCellsEvenWithTheContextFree()
+    {
+        var plan = AdmissionPlanner.Plan(Slots(4), Tokens(1, 2, 3), 60, 200, prefixReuse: true, cellsPerSlot: 50);
+
+        Assert.Equal(AdmissionDecision.NoCells, plan.Decision);
+    }
 }

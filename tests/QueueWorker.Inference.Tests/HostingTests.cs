@@ -68,6 +68,9 @@ public sealed class HostingTests
     [InlineData("DefaultMaxTokens", "600", "Inference:DefaultMaxTokens = 600 must be at most Inference:MaxTokens = 512.")]
     [InlineData("MaxTokens", "2048", "Inference:MaxTokens = 2048 must be less than Inference:ContextSize = 2048")]
     [InlineData("BatchSize", "2", "Inference:BatchSize = 2 must be at least")]
+    [InlineData("KvUnified", "false", "Inference:MaxTokens = 512 must be less than the cells of one slot: with Inference:KvUnified = false each slot owns " +
+                                      "Inference:ContextSize / (Inference:Slots + Inference:PrioritySlots) = 2048 / 5, rounded up to a multiple of 256 as llama.cpp does: 512 cells; " +
+                                      "raise ContextSize to at least 2880")]
     public async Task AddInference_CrossFieldRuleBroken_NamesKeysAndValues(string key, string value, string expected)
     {
         var message = await StartFailure(new()

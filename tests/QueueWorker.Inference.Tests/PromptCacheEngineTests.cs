@@ -69,4 +69,35 @@ public sealed class PromptCacheEngineTests
         Assert.Equal(recent.PromptTokens - 1, recent.CachedTokens);
         Assert.True(oldest.CachedTokens < 10, $"the evicted prompt reused {oldest.CachedTokens} tokens");
     }
+
+    [Fact]
+    public async Task GenerateAsync_SplitKvCache_SameTextAsUnifiedAndAJobOverOneSlotsCellsRefusedByName()
+    {
+        // 4 slots + the priority slot share 1024 cells when unified; split, each owns 1024 / 5 = 204, which llama.cpp rounds
+        // up to 256 (n_ctx becomes 1280).
+        var prompts = new[] { "Lily", "Tom", "Ben", "Sue", "Max", "Mia" }.Select(n => $"{n} had a little dog. One day, {n} and the dog").ToList();
+        async Task<List<string>> RunAsync(bool unified)
+        {
+            var options = TestModels.Options(slots: 4, maxTokens: 100);
+            options.KvUnified = unified;
+            await using var engine = await TestModels.StartAsync(options);
+            var results = await Task.WhenAll(prompts.Select(p => engine.GenerateAsync(TestModels.Greedy(p, 24), CancellationToken.None)));
+            if (!unified)
+            {
+                // ~180 prompt tokens + 100 fit the 1024-cell context, not one slot's stream.
+                var tooBig = await Assert.ThrowsAsync<InferenceException>(() => engine.GenerateAsync(TestModels.Greedy(LongPrompt, 100), CancellationToken.None));
+                Assert.Equal(QueueWorker.Contracts.ErrorCodes.PromptTooLong, tooBig.Code);
+                Assert.Contains("with Inference:KvUnified = false one slot holds 256", tooBig.Message);
+                // ... and the engine goes on serving.
+                Assert.Equal(24, (await engine.GenerateAsync(TestModels.Greedy(prompts[0], 24), CancellationToken.None)).CompletionTokens);
+            }
+            return [.. results.Select(r => r.Text)];
+        }
+
+        var unifiedTexts = await RunAsync(unified: true);
+        var splitTexts = await RunAsync(unified: false);
+
+        Assert.Equal(unifiedTexts, splitTexts);
+        Assert.True(splitTexts.Distinct().Count() >= 3, string.Join(" | ", splitTexts));
+    }
 }
