@@ -261,7 +261,7 @@ internal sealed class Scheduler
 
     private void AdmitWaiting()
     {
-        if (_waiting.Count > 1 && _slots.Any(s => !s.IsActive)) SortWaiting();
+        if (_waiting.Count > 1 && AnySlotForWaiting()) SortWaiting();
         for (var i = 0; i < _waiting.Count;)
         {
             var job = _waiting[i];
@@ -303,6 +303,22 @@ internal sealed class Scheduler
             if (s.Job!.Request.LaneRank > job.Request.LaneRank) outranks = true;
         }
         return outranks;
+    }
+
+    /// <summary>
+    /// A free slot some waiting job may take: a free regular slot, or a free priority slot a waiting job outranks the
+    /// running work for. An idle priority slot alone must not re-sort the waiting list at every step.
+    /// </summary>
+    private bool AnySlotForWaiting()
+    {
+        var priorityFree = false;
+        foreach (var s in _slots)
+        {
+            if (s.IsActive) continue;
+            if (!s.IsPriority) return true;
+            priorityFree = true;
+        }
+        return priorityFree && _waiting.Exists(MayTakePriority);
     }
 
     /// <summary>Each lane with a waiting job, with its weight.</summary>
