@@ -227,10 +227,13 @@ public sealed class BenchContext : IDisposable
         return new RunTiming(n, promptLen, gen, prefillMs, decodeMs);
     }
 
-    private void Decode(SafeLLamaContextHandle handle)
+    private void Decode(SafeLLamaContextHandle handle) => DecodeAndClear(handle, _batch);
+
+    /// <summary>Decodes the batch and empties it for the next step; any result but Ok is an error (the baselines never retry).</summary>
+    internal static void DecodeAndClear(SafeLLamaContextHandle handle, LLamaBatch batch)
     {
-        var result = handle.Decode(_batch);
-        _batch.Clear();
+        var result = handle.Decode(batch);
+        batch.Clear();
         if (result != DecodeResult.Ok)
         {
             throw new InvalidOperationException($"llama_decode failed: {result}");

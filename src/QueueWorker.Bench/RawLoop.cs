@@ -172,15 +172,7 @@ public sealed class RawLoop : IDisposable
         }
     }
 
-    private void Decode()
-    {
-        var result = _context.NativeHandle.Decode(_batch);
-        _batch.Clear();
-        if (result != DecodeResult.Ok)
-        {
-            throw new InvalidOperationException($"llama_decode failed: {result}");
-        }
-    }
+    private void Decode() => BenchContext.DecodeAndClear(_context.NativeHandle, _batch);
 
     public void Dispose()
     {
