@@ -17,6 +17,7 @@ namespace QueueWorker.Bench;
 /// <param name="Jobs">Jobs per set, all sent at once.</param>
 /// <param name="DocumentWords">Words of each job's document (new documents every round).</param>
 /// <param name="PrefixWords">Words of set B's instruction, the same in every job and every round.</param>
+/// <param name="WorkerSettings">Worker settings on top of the bench's own (e.g. <c>Inference:KvUnified=false</c>), named in the report.</param>
 public sealed record PeerBenchPlan(
     string WorkerDll,
     string BrokerUri,
@@ -30,7 +31,40 @@ public sealed record PeerBenchPlan(
     int GenTokens = 64,
     int Slots = 4,
     int ContextSize = 2048,
-    double TimeoutSeconds = 1800);
+    double TimeoutSeconds = 1800,
+    IReadOnlyDictionary<string, string>? WorkerSettings = null)
+{
+    /// <summary>Settings the bench owns (queues, broker, model): <see cref="WorkerSettings"/> may not name them.</summary>
+    public static bool IsBenchOwned(string key) =>
+        key.StartsWith("RabbitMq:", StringComparison.OrdinalIgnoreCase) || key.Equals("Model:Path", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The worker's configuration: the bench's settings, then <see cref="WorkerSettings"/> over them.</summary>
+    public Dictionary<string, string> WorkerConfiguration(string uri, WorkerQueues queues)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var config = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["RabbitMq:Uri"] = uri,
+            ["RabbitMq:JobsQueue"] = queues.Jobs,
+            ["RabbitMq:ResultsQueue"] = queues.Results,
+            ["Model:Path"] = Model,
+            ["Inference:Threads"] = Threads.ToString(inv),
+            ["Inference:BatchThreads"] = Threads.ToString(inv),
+            ["Inference:Slots"] = Slots.ToString(inv),
+            ["Inference:ContextSize"] = ContextSize.ToString(inv),
+        };
+        foreach (var (key, value) in WorkerSettings ?? new Dictionary<string, string>())
+        {
+            if (IsBenchOwned(key)) throw new ArgumentException($"worker setting {key}: set by the bench itself", nameof(WorkerSettings));
+            config[key] = value;
+        }
+
+        return config;
+    }
+
+    /// <summary>The worker's slots as configured (a <see cref="WorkerSettings"/> override included).</summary>
+    public string WorkerSlots => WorkerConfiguration("amqp://x", new WorkerQueues("j", "r"))["Inference:Slots"];
+}
 
 /// <summary>
 /// Issue 12's comparison with llama-server: the worker (<c>Inference:Slots</c> = 4, a real broker in between) against
@@ -68,18 +102,7 @@ public sealed class PeerBenchRunner(PeerBenchPlan plan, IBenchProgress progress)
             progress.Step("starting the worker and llama-server");
             await using var broker = await BenchBroker.ConnectAsync(plan.BrokerUri, ct);
             var queues = broker.NewQueues("peer");
-            var inv = CultureInfo.InvariantCulture;
-            await using var worker = WorkerProcess.Start(plan.WorkerDll, "peer", new Dictionary<string, string>
-            {
-                ["RabbitMq:Uri"] = plan.BrokerUri,
-                ["RabbitMq:JobsQueue"] = queues.Jobs,
-                ["RabbitMq:ResultsQueue"] = queues.Results,
-                ["Model:Path"] = plan.Model,
-                ["Inference:Threads"] = plan.Threads.ToString(inv),
-                ["Inference:BatchThreads"] = plan.Threads.ToString(inv),
-                ["Inference:Slots"] = plan.Slots.ToString(inv),
-                ["Inference:ContextSize"] = plan.ContextSize.ToString(inv),
-            });
+            await using var worker = WorkerProcess.Start(plan.WorkerDll, "peer", plan.WorkerConfiguration(plan.BrokerUri, queues));
             await using var server = await LlamaServerProcess.StartAsync(plan, ct);
             await worker.WaitReadyAsync(ReadyTimeout, ct);
             var results = await broker.ConsumeAsync(queues.Results, ct);
@@ -142,7 +165,7 @@ public sealed class PeerBenchRunner(PeerBenchPlan plan, IBenchProgress progress)
             .ToList());
 
         var section = new SectionResult(Peer, "The worker against llama-server (issue 12, item 2)",
-            $"{plan.Jobs} jobs sent at once per set, {plan.GenTokens} generated each (greedy, end-of-text biased away on both sides); worker Inference:Slots = {plan.Slots} " +
+            $"{plan.Jobs} jobs sent at once per set, {plan.GenTokens} generated each (greedy, end-of-text biased away on both sides); worker Inference:Slots = {plan.WorkerSlots} " +
             $"vs llama-server -np {plan.Slots}; {plan.Threads} threads, context {plan.ContextSize}; {plan.Rounds} interleaved rounds, new documents every round",
             [Config("A", WorkerSide.SideName), Config("A", ServerSide.SideName), Config("B", WorkerSide.SideName), Config("B", ServerSide.SideName)],
             [
@@ -151,6 +174,9 @@ public sealed class PeerBenchRunner(PeerBenchPlan plan, IBenchProgress progress)
                 "completion tok/s = completion tokens of all jobs (the worker's usage.completion_tokens, llama-server's tokens_predicted) / wall time from the first send to the " +
                 "last answer; the worker's jobs go through the broker (publish → result), llama-server's through HTTP /completion. Ratios are taken within each round.",
                 "cached tokens: the worker's usage.cached_tokens, llama-server's timings.cache_n (prompt tokens not computed), median over the jobs of a run.",
+                .. plan.WorkerSettings is { Count: > 0 } extra
+                    ? [$"worker settings beyond the defaults (--peer-worker): {string.Join(", ", extra.Select(kv => $"{kv.Key}={kv.Value}"))}."]
+                    : Array.Empty<string>(),
             ]);
         var a = Ratio("A");
         var b = Ratio("B");

@@ -88,11 +88,13 @@ internal static class WaitingOrder
 /// Fair queuing between tenants by slots had: each admission adds one to its tenant's usage, and the tenant with the
 /// least usage goes first (ties: served longest ago). Left alone that would hand a tenant that was idle for an hour every
 /// slot until its usage caught up with the busy ones, so a tenant's usage counts as no less than the system's level
-/// (the highest usage any admission was made at) minus <see cref="Credit"/>: a newcomer or a returning tenant starts at
-/// most <see cref="Credit"/> slots ahead, then shares equally — the same rule as Linux CFS's placement of a waking task.
+/// (the busiest tenant's usage) minus <see cref="Credit"/>, and a tenant never seen starts exactly there: a newcomer or a
+/// returning tenant gets at most <see cref="Credit"/> slots ahead, then shares equally — the same rule as Linux CFS's
+/// placement of a waking task. A newcomer's credit does not depend on when it comes: one arriving after the busy tenant's
+/// fourth slot gets as many as one arriving after its hundredth (with a floor at 0 instead, the first got only four).
 /// With the credit at two slot-fulls, a small tenant behind a flood gets the next two rounds of freed slots, so its jobs
 /// finish well within 2× of running alone (issue 14), while the flood's tenant never waits more than that.
-/// Tenants never seen are at the level minus the credit and last served at -1. On a counter that only moves forward.
+/// Tenants never seen are last served at -1. On a counter that only moves forward.
 /// </summary>
 internal sealed class TenantTurns(int credit = 0)
 {
@@ -106,20 +108,29 @@ internal sealed class TenantTurns(int credit = 0)
 
     public long Clock { get; private set; }
 
-    /// <summary>The highest usage an admission was made at: the busy tenants' level.</summary>
+    /// <summary>The busiest tenant's usage (the highest usage an admission left a tenant at); 0 before the first admission.</summary>
     public long Level { get; private set; }
 
     public long LastServed(string tenant) => _tenants.TryGetValue(tenant, out var t) ? t.LastServed : -1;
 
-    /// <summary>Slots the tenant counts as having had: its own admissions, but no fewer than <see cref="Level"/> − <see cref="Credit"/>.</summary>
-    public long Usage(string tenant) => Math.Max(_tenants.TryGetValue(tenant, out var t) ? t.Usage : 0, Level - Credit);
+    /// <summary>
+    /// Slots the tenant counts as having had: its own admissions, but no fewer than <see cref="Level"/> − <see cref="Credit"/>;
+    /// a tenant never seen (or forgotten) is at <see cref="Level"/> − <see cref="Credit"/>, which may be below 0.
+    /// Before the first admission every tenant is at 0.
+    /// </summary>
+    public long Usage(string tenant)
+    {
+        if (Clock == 0) return 0;
+        var floor = Level - Credit;
+        return _tenants.TryGetValue(tenant, out var t) ? Math.Max(t.Usage, floor) : floor;
+    }
 
     public void Served(string? tenant)
     {
         var key = tenant ?? "";
-        var usage = Usage(key);
-        Level = Math.Max(Level, usage);
-        _tenants[key] = (++Clock, usage + 1);
+        var usage = Usage(key) + 1;
+        Level = Clock == 0 ? usage : Math.Max(Level, usage);
+        _tenants[key] = (++Clock, usage);
         if (_tenants.Count > MaxTenants)
         {
             var oldest = _tenants.MinBy(kv => kv.Value.LastServed).Key;

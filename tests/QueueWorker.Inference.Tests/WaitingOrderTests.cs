@@ -56,13 +56,31 @@ public sealed class WaitingOrderTests
     [Fact]
     public void Order_TenantArrivesBehindAFlood_GetsItsCreditOfSlotsAheadThenShares()
     {
-        // a has had 10 slots (its last at usage 9); b arrives new. With a credit of 4, b counts as having had 9 − 4 = 5:
-        // it gets the next 5 slots, then the two alternate.
+        // a has had 10 slots; b arrives new. With a credit of 4, b counts as having had 10 − 4 = 6: it gets the next 4
+        // slots, then the two alternate (a first: served longer ago).
         var turns = new TenantTurns(credit: 4);
         for (var i = 0; i < 10; i++) turns.Served("a");
         var entries = Enumerable.Range(0, 4).Select(i => E(i, tenant: "a")).Concat(Enumerable.Range(4, 7).Select(i => E(i, tenant: "b"))).ToArray();
 
-        Assert.Equal([4L, 5, 6, 7, 8, 0, 9, 1, 10, 2, 3], Sequences(entries, turns));
+        Assert.Equal([4L, 5, 6, 7, 0, 8, 1, 9, 2, 10, 3], Sequences(entries, turns));
+    }
+
+    [Fact]
+    public void Order_NewcomerAnyTimeInAFlood_GetsExactlyItsCreditAhead()
+    {
+        // Whether a has had 1 slot or 500 when b arrives, b gets the next `credit` slots, then the two alternate (with a
+        // floor at 0, b arriving after a's 3rd slot got only 3: its credit depended on when it came).
+        Gen.Select(Gen.Int[1, 500], Gen.Int[0, 12]).Sample((had, credit) =>
+        {
+            var turns = new TenantTurns(credit);
+            for (var i = 0; i < had; i++) turns.Served("a");
+            var entries = Enumerable.Range(0, 30).Select(i => E(i, tenant: i < 15 ? "a" : "b")).ToArray();
+
+            var tenants = string.Concat(WaitingOrder.Order(entries, turns).Select(i => entries[i].Tenant));
+
+            // After its credit the two are level: the one served longer ago goes first (b, never served, when credit is 0).
+            Assert.StartsWith(new string('b', credit) + (credit == 0 ? "ba" : "ab"), tenants);
+        });
     }
 
     [Fact]
@@ -77,7 +95,7 @@ public sealed class WaitingOrderTests
 
         var order = Sequences(entries, turns);
 
-        Assert.Equal([1L, 3, 5, 7, 0, 9, 2, 4, 6, 8], order);
+        Assert.Equal([1L, 3, 5, 0, 7, 2, 9, 4, 6, 8], order);
     }
 
     [Fact]

@@ -139,6 +139,10 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         [DefaultValue(2)]
         public int PeerRounds { get; init; } = 2;
 
+        [CommandOption("--peer-worker <KEY=VALUE>")]
+        [Description("peer section: a worker setting on top of the bench's (repeatable), e.g. --peer-worker Inference:KvUnified=false; named in the report. Not RabbitMq:* or Model:Path.")]
+        public string[] PeerWorker { get; init; } = [];
+
         [CommandOption("--memory-model <GGUF>")]
         [Description("worker section: the model of the memory measurement (small jobs, many of them).")]
         [DefaultValue(DefaultMemoryModel)]
@@ -275,6 +279,20 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
                 if (PeerRounds < 1)
                 {
                     return ValidationResult.Error($"--peer-rounds: at least 1, got {PeerRounds}");
+                }
+
+                foreach (var setting in PeerWorker)
+                {
+                    var eq = setting.IndexOf('=', StringComparison.Ordinal);
+                    if (eq <= 0)
+                    {
+                        return ValidationResult.Error($"--peer-worker: KEY=VALUE (e.g. Inference:KvUnified=false), got '{setting}'");
+                    }
+
+                    if (PeerBenchPlan.IsBenchOwned(setting[..eq]))
+                    {
+                        return ValidationResult.Error($"--peer-worker: {setting[..eq]} is set by the bench itself (queues, broker and model are the same for both sides)");
+                    }
                 }
 
                 if (WorkerDll is null && WorkerProcess.FindWorkerDll(AppContext.BaseDirectory) is null)
@@ -497,7 +515,14 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         if (plan.Sections.Contains(BenchRunner.Peer))
         {
             var w = WorkerPlan(settings, plan, mainModel);
-            peerPlan = new PeerBenchPlan(w.WorkerDll, w.BrokerUri, Path.GetFullPath(settings.LlamaServer!), w.Model, plan.AllThreads, settings.PeerRounds);
+            var extra = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var kv in settings.PeerWorker.Select(kv => kv.Split('=', 2)))
+            {
+                extra[kv[0]] = kv[1]; // the last one given wins, as on a command line
+            }
+
+            peerPlan = new PeerBenchPlan(w.WorkerDll, w.BrokerUri, Path.GetFullPath(settings.LlamaServer!), w.Model, plan.AllThreads, settings.PeerRounds,
+                WorkerSettings: extra);
             console.MarkupLine($"llama-server: [bold]{Markup.Escape(string.Join(' ', LlamaServerProcess.Arguments(peerPlan, 0)))}[/] (port chosen at start)");
         }
 
