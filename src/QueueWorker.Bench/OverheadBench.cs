@@ -11,6 +11,11 @@ namespace QueueWorker.Bench;
 /// <param name="Model">The small model (stories260K): per-step and per-job costs weigh most on it.</param>
 /// <param name="Slots">Inference:Slots of the worker, and the raw loop's sequences.</param>
 /// <param name="MaxTokens">max_tokens of each of the <paramref name="Slots"/> jobs of the throughput comparison (greedy; end-of-generation may end one sooner, in both).</param>
+/// <param name="Mmap">How both sides hold the weights: the worker's default (<c>Model:UseMmap</c> false: read into memory, which
+/// decoded 1.5–15× faster than memory-mapped under reclaim here) unless asked; the same on both sides either way.</param>
+/// <param name="SettleMs">Idle time before every measured item, so the one before it (a broker burst, a worker's after-work)
+/// is over: with the items in a fixed cycle the raw loop's single job always came right after the broker ceiling's burst
+/// and prefilled ~12% slower than alone.</param>
 /// <param name="TinyJobs">Jobs per round of the jobs/s comparison, in the soak test's shape (<c>"Once upon a time"</c>, max_tokens <paramref name="TinyMaxTokens"/>, greedy).</param>
 public sealed record OverheadBenchPlan(
     string WorkerDll,
@@ -28,7 +33,9 @@ public sealed record OverheadBenchPlan(
     int SingleMaxTokens = 64,
     int ContextSize = 2048,
     int BatchSize = 512,
-    double TimeoutSeconds = 600);
+    double TimeoutSeconds = 600,
+    bool Mmap = false,
+    int SettleMs = 1000);
 
 /// <summary>
 /// Issue 12, items 1 and 3, through the real worker binary and a real broker, in interleaved rounds (order rotated each round):
@@ -62,6 +69,8 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
 
     private TimeSpan Timeout => TimeSpan.FromSeconds(plan.TimeoutSeconds);
 
+    private string WeightsHeld => plan.Mmap ? "memory-mapped (Model:UseMmap = true)" : "read into memory (Model:UseMmap = false, the default)";
+
     public async Task<WorkerBenchResult> RunAsync(CancellationToken ct)
     {
         var inv = CultureInfo.InvariantCulture;
@@ -83,10 +92,10 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
                 ["Inference:ContextSize"] = plan.ContextSize.ToString(inv),
                 ["Inference:BatchSize"] = plan.BatchSize.ToString(inv),
                 ["Inference:MaxTokens"] = Math.Max(512, plan.MaxTokens).ToString(inv),
-                ["Model:UseMmap"] = "true",
+                ["Model:UseMmap"] = plan.Mmap ? "true" : "false",
             });
             var rawTask = RawLoopProcess.StartAsync(plan.BenchDll,
-                new RawLoopSettings(plan.Model, plan.Threads, plan.Slots, plan.ContextSize, plan.BatchSize, Mmap: true), ReadyTimeout, ct);
+                new RawLoopSettings(plan.Model, plan.Threads, plan.Slots, plan.ContextSize, plan.BatchSize, plan.Mmap), ReadyTimeout, ct);
             await worker.WaitReadyAsync(ReadyTimeout, ct);
             await using var raw = await rawTask;
             var results = await broker.ConsumeAsync(queues.Results, ct);
@@ -123,6 +132,7 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
                 {
                     var (name, run) = items[(k + rep) % items.Count];
                     progress.Step($"{name}: round {rep + 1}/{plan.Repetitions}");
+                    await Task.Delay(plan.SettleMs, ct);
                     await run(rep, true);
                 }
             }
@@ -304,7 +314,7 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
         [
             new SectionResult(Single, $"One job: the worker against the raw loop (issue 12, item 1)",
                 $"one greedy story job of {plan.SingleSentences} sentences (~{F(s["single-worker"][Metrics.PromptTokens])} prompt tokens) and max_tokens {plan.SingleMaxTokens} " +
-                $"on {Path.GetFileName(plan.Model)}, {plan.Threads} threads, alone; a new prompt every round",
+                $"on {Path.GetFileName(plan.Model)}, {plan.Threads} threads, alone; a new prompt every round; {plan.SettleMs} ms idle before every measured item",
                 [
                     new ConfigResult("raw loop, one sequence (child process)", s["single-raw"], new Dictionary<string, string> { ["source"] = "qwbench raw-loop's own Stopwatch" }),
                     new ConfigResult("worker (its result's timings)", s["single-worker"], new Dictionary<string, string> { ["source"] = "timings.prompt_tokens_per_s, timings.tokens_per_s" }),
@@ -313,7 +323,7 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
                     "prefill tok/s: worker = timings.prompt_tokens_per_s (prompt tokens not cached / the decode time of its prompt steps); raw = prompt tokens / " +
                     "time from the request to the prompt's decode returning (tokenization included). decode tok/s: worker = timings.tokens_per_s (completion " +
                     "tokens − 1 / first to last sampled token); raw = the same count over the time after the prompt's decode to the last token.",
-                    "Both in processes started the same way, with the same context parameters and memory-mapped weights, on the same prompt tokens.",
+                    $"Both in processes started the same way, with the same context parameters and weights {WeightsHeld}, on the same prompt tokens.",
                 ]),
             new SectionResult(Throughput, $"Small model, {plan.Slots} slots: the worker against a raw batched loop (issue 12, item 3)",
                 $"{plan.Slots} distinct greedy story jobs of max_tokens {plan.MaxTokens} on {Path.GetFileName(plan.Model)} at once, {plan.Threads} threads; " +
@@ -326,7 +336,7 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
                     "aggregate tok/s = completion tokens of the jobs / wall time. Worker: from the first publish to the arrival of the last result (broker, " +
                     "parsing, tokenization, admission, sampling, detokenization, stop strings, timings, result publish with confirm, ack). Raw: from the request " +
                     "to the last token, in `qwbench raw-loop`, a child process started as the worker is (dotnet DLL, same environment rules), with the worker's " +
-                    "context parameters (unified KV cache, batch = micro-batch, f16 K/V, flash attention auto, memory-mapped weights) and one greedy sampler chain " +
+                    $"context parameters (unified KV cache, batch = micro-batch, f16 K/V, flash attention auto, weights {WeightsHeld}) and one greedy sampler chain " +
                     "per sequence, all prompts prefilled in one batch, each sequence ending at end-of-generation or max_tokens as a job does.",
                     "raw step ms = the raw loop's decode time / its decode steps (one step decodes one token of every sequence still running).",
                     "in-process tok/s (worker) = completion tokens / the longest job's timings.total_ms (parse to result inside the worker): what is left " +

@@ -99,9 +99,9 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         public int Load { get; init; } = 1;
 
         [CommandOption("--mmap <BOOL>")]
-        [Description("Memory-map the main model in the sections that load it once (context, threads, batch, kv); the mmap section compares both ways itself. Run qwbench twice, interleaved, to compare whole runs.")]
-        [DefaultValue(true)]
-        public bool Mmap { get; init; } = true;
+        [Description("Memory-map the model in the sections that load it once (context, threads, batch, kv) and in the overhead section's worker and raw loop (both alike); the mmap section compares both ways itself. Default false, as the worker's Model:UseMmap. Run qwbench twice, interleaved, to compare whole runs.")]
+        [DefaultValue(false)]
+        public bool Mmap { get; init; }
 
         [CommandOption("--mmap-idle <SECONDS>")]
         [Description("The mmap section's idle time before one more job, to let the kernel reclaim memory-mapped weights (DAMON pageout here acts after ~60 s). Default: 75, 0 with --quick.")]
@@ -649,7 +649,8 @@ internal sealed class BenchCommand : AsyncCommand<BenchCommand.Settings>
         plan.AllThreads,
         plan.Warmup,
         plan.Repetitions,
-        TinyJobs: settings.TinyJobs > 0 ? settings.TinyJobs : plan.Quick ? 100 : 200);
+        TinyJobs: settings.TinyJobs > 0 ? settings.TinyJobs : plan.Quick ? 100 : 200,
+        Mmap: settings.Mmap);
 
     /// <summary>Issue 14's figures: the batch, interactive and tenant counts of the flags, on the scheduling model.</summary>
     private static SchedulingBenchPlan SchedulingPlan(Settings settings, BenchPlan plan) => new(
