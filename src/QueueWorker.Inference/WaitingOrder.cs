@@ -92,6 +92,8 @@ internal static class WaitingOrder
 /// returning tenant gets at most <see cref="Credit"/> slots ahead, then shares equally — the same rule as Linux CFS's
 /// placement of a waking task. A newcomer's credit does not depend on when it comes: one arriving after the busy tenant's
 /// fourth slot gets as many as one arriving after its hundredth (with a floor at 0 instead, the first got only four).
+/// Two tenants that start together are no exception: the one whose job was admitted second gets the credit, bounded as any
+/// newcomer's is.
 /// With the credit at two slot-fulls, a small tenant behind a flood gets the next two rounds of freed slots, so its jobs
 /// finish well within 2× of running alone (issue 14), while the flood's tenant never waits more than that.
 /// Tenants never seen are last served at -1. On a counter that only moves forward.
