@@ -42,6 +42,9 @@ public static class Metrics
     public const string TenantBVsAlone = "tenant_b_vs_alone";
     public const string TenantBQueueWaitP50Ms = "tenant_b_queue_wait_p50_ms";
     public const string TenantBLastPosition = "tenant_b_last_position";
+    public const string TenantBPublishMs = "tenant_b_publish_ms";
+    public const string TenantBToWorkerP50Ms = "tenant_b_to_worker_p50_ms";
+    public const string TenantBInWorkerWaitP50Ms = "tenant_b_in_worker_wait_p50_ms";
     public const string InWorkerMs = "in_worker_ms";
     public const string StepMs = "step_ms";
     public const string JobsPerS = "jobs_s";
@@ -91,6 +94,9 @@ public static class Metrics
         TenantBVsAlone => "B × alone",
         TenantBQueueWaitP50Ms => "B queue wait p50 ms",
         TenantBLastPosition => "B last position",
+        TenantBPublishMs => "B publish ms",
+        TenantBToWorkerP50Ms => "B publish → receipt p50 ms",
+        TenantBInWorkerWaitP50Ms => "B receipt → start p50 ms",
         InWorkerMs => "in worker ms p50 (receipt → result)",
         StepMs => "raw step ms",
         JobsPerS => "jobs/s",
