@@ -174,18 +174,10 @@ public sealed class ClusterBenchRunner(ClusterBenchPlan plan, Action<string> log
 
     private Dictionary<string, string> WorkerSettings(WorkerQueues queues, WorkerLayout layout, int index)
     {
-        var inv = CultureInfo.InvariantCulture;
-        return new Dictionary<string, string>
-        {
-            ["RabbitMq:Uri"] = plan.BrokerUri,
-            ["RabbitMq:JobsQueue"] = queues.Jobs,
-            ["RabbitMq:ResultsQueue"] = queues.Results,
-            ["Worker:Id"] = $"w{index + 1}",
-            ["Model:Path"] = plan.Model,
-            ["Inference:Threads"] = layout.Threads.ToString(inv),
-            ["Inference:BatchThreads"] = layout.Threads.ToString(inv),
-            ["Inference:Slots"] = plan.Slots.ToString(inv),
-        };
+        var settings = WorkerProcess.Settings(plan.BrokerUri, queues, plan.Model, layout.Threads);
+        settings["Worker:Id"] = $"w{index + 1}";
+        settings["Inference:Slots"] = plan.Slots.ToString(CultureInfo.InvariantCulture);
+        return settings;
     }
 }
 

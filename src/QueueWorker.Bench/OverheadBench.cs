@@ -80,20 +80,13 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
             progress.Step("starting the worker and the raw loop");
             await using var broker = await BenchBroker.ConnectAsync(plan.BrokerUri, ct);
             var queues = broker.NewQueues($"overhead{plan.Slots}");
-            await using var worker = WorkerProcess.Start(plan.WorkerDll, $"Slots={plan.Slots}", new Dictionary<string, string>
-            {
-                ["RabbitMq:Uri"] = plan.BrokerUri,
-                ["RabbitMq:JobsQueue"] = queues.Jobs,
-                ["RabbitMq:ResultsQueue"] = queues.Results,
-                ["Model:Path"] = plan.Model,
-                ["Inference:Threads"] = plan.Threads.ToString(inv),
-                ["Inference:BatchThreads"] = plan.Threads.ToString(inv),
-                ["Inference:Slots"] = plan.Slots.ToString(inv),
-                ["Inference:ContextSize"] = plan.ContextSize.ToString(inv),
-                ["Inference:BatchSize"] = plan.BatchSize.ToString(inv),
-                ["Inference:MaxTokens"] = Math.Max(512, plan.MaxTokens).ToString(inv),
-                ["Model:UseMmap"] = plan.Mmap ? "true" : "false",
-            });
+            var settings = WorkerProcess.Settings(plan.BrokerUri, queues, plan.Model, plan.Threads);
+            settings["Inference:Slots"] = plan.Slots.ToString(inv);
+            settings["Inference:ContextSize"] = plan.ContextSize.ToString(inv);
+            settings["Inference:BatchSize"] = plan.BatchSize.ToString(inv);
+            settings["Inference:MaxTokens"] = Math.Max(512, plan.MaxTokens).ToString(inv);
+            settings["Model:UseMmap"] = plan.Mmap ? "true" : "false";
+            await using var worker = WorkerProcess.Start(plan.WorkerDll, $"Slots={plan.Slots}", settings);
             var rawTask = RawLoopProcess.StartAsync(plan.BenchDll,
                 new RawLoopSettings(plan.Model, plan.Threads, plan.Slots, plan.ContextSize, plan.BatchSize, plan.Mmap), ReadyTimeout, ct);
             await worker.WaitReadyAsync(ReadyTimeout, ct);

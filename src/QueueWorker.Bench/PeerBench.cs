@@ -42,17 +42,9 @@ public sealed record PeerBenchPlan(
     public Dictionary<string, string> WorkerConfiguration(string uri, WorkerQueues queues)
     {
         var inv = CultureInfo.InvariantCulture;
-        var config = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
-        {
-            ["RabbitMq:Uri"] = uri,
-            ["RabbitMq:JobsQueue"] = queues.Jobs,
-            ["RabbitMq:ResultsQueue"] = queues.Results,
-            ["Model:Path"] = Model,
-            ["Inference:Threads"] = Threads.ToString(inv),
-            ["Inference:BatchThreads"] = Threads.ToString(inv),
-            ["Inference:Slots"] = Slots.ToString(inv),
-            ["Inference:ContextSize"] = ContextSize.ToString(inv),
-        };
+        var config = WorkerProcess.Settings(uri, queues, Model, Threads);
+        config["Inference:Slots"] = Slots.ToString(inv);
+        config["Inference:ContextSize"] = ContextSize.ToString(inv);
         foreach (var (key, value) in WorkerSettings ?? new Dictionary<string, string>())
         {
             if (IsBenchOwned(key)) throw new ArgumentException($"worker setting {key}: set by the bench itself", nameof(WorkerSettings));

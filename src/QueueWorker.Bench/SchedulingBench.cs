@@ -165,17 +165,9 @@ public sealed class SchedulingBenchRunner(SchedulingBenchPlan plan, IBenchProgre
     private Dictionary<string, string> Settings(WorkerQueues queues, string control, int? prefetch, params (string Key, string Value)[] extra)
     {
         var inv = CultureInfo.InvariantCulture;
-        var settings = new Dictionary<string, string>
-        {
-            ["RabbitMq:Uri"] = plan.BrokerUri,
-            ["RabbitMq:JobsQueue"] = queues.Jobs,
-            ["RabbitMq:ResultsQueue"] = queues.Results,
-            ["RabbitMq:ControlExchange"] = control,
-            ["Model:Path"] = plan.Model,
-            ["Inference:Threads"] = plan.Threads.ToString(inv),
-            ["Inference:BatchThreads"] = plan.Threads.ToString(inv),
-            ["Inference:Slots"] = plan.Slots.ToString(inv),
-        };
+        var settings = WorkerProcess.Settings(plan.BrokerUri, queues, plan.Model, plan.Threads);
+        settings["RabbitMq:ControlExchange"] = control;
+        settings["Inference:Slots"] = plan.Slots.ToString(inv);
         if (prefetch is { } p)
         {
             settings["RabbitMq:Prefetch"] = p.ToString(inv);

@@ -187,19 +187,10 @@ public sealed class WorkerBenchRunner(WorkerBenchPlan plan, IBenchProgress progr
 
     private Dictionary<string, string> WorkerSettings(WorkerQueues queues, string model, int? slots)
     {
-        var inv = CultureInfo.InvariantCulture;
-        var settings = new Dictionary<string, string>
-        {
-            ["RabbitMq:Uri"] = plan.BrokerUri,
-            ["RabbitMq:JobsQueue"] = queues.Jobs,
-            ["RabbitMq:ResultsQueue"] = queues.Results,
-            ["Model:Path"] = model,
-            ["Inference:Threads"] = plan.Threads.ToString(inv),
-            ["Inference:BatchThreads"] = plan.Threads.ToString(inv),
-        };
+        var settings = WorkerProcess.Settings(plan.BrokerUri, queues, model, plan.Threads);
         if (slots is { } n)
         {
-            settings["Inference:Slots"] = n.ToString(inv);
+            settings["Inference:Slots"] = n.ToString(CultureInfo.InvariantCulture);
         }
 
         return settings;

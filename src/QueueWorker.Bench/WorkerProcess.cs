@@ -68,6 +68,24 @@ public sealed class WorkerProcess : IAsyncDisposable
         return File.Exists(beside) ? beside : null;
     }
 
+    /// <summary>
+    /// What every benchmark's worker is given: the broker and its queues, the model, and the same threads for prompt and
+    /// generation. Configuration keys (case-insensitive, as .NET configuration reads them); each bench adds its own.
+    /// </summary>
+    public static Dictionary<string, string> Settings(string brokerUri, WorkerQueues queues, string model, int threads)
+    {
+        var perPhase = threads.ToString(CultureInfo.InvariantCulture);
+        return new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["RabbitMq:Uri"] = brokerUri,
+            ["RabbitMq:JobsQueue"] = queues.Jobs,
+            ["RabbitMq:ResultsQueue"] = queues.Results,
+            ["Model:Path"] = model,
+            ["Inference:Threads"] = perPhase,
+            ["Inference:BatchThreads"] = perPhase,
+        };
+    }
+
     /// <summary>Starts the worker; <paramref name="settings"/> are configuration keys (<c>RabbitMq:JobsQueue</c> …).</summary>
     public static WorkerProcess Start(string workerDll, string name, IReadOnlyDictionary<string, string> settings)
     {
