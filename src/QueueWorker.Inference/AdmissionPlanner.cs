@@ -76,20 +76,7 @@ internal static class AdmissionPlanner
         foreach (var s in slots) if (s.IsActive) active += s.ReservedCells;
         if (active + need > contextSize) return new AdmissionPlan(AdmissionDecision.NoCells);
 
-        Slot target;
-        if (source is not null && CanTake(source)) target = source;
-        else
-        {
-            // An empty free slot, else the least recently used idle one (its cache is dropped).
-            Slot? empty = null, lru = null;
-            foreach (var s in slots)
-            {
-                if (!CanTake(s)) continue;
-                if (s.State == SlotState.Empty) { empty ??= s; }
-                if (lru is null || s.LastUsed < lru.LastUsed) lru = s;
-            }
-            target = empty ?? lru!;
-        }
+        var target = source is not null && CanTake(source) ? source : EmptyOrLeastRecentlyUsed(slots, CanTake);
 
         // Evict idle caches, least recently used first and the reuse source last (its cells are copied before eviction).
         var idle = slots.Where(s => s.State == SlotState.Cached && s != target)
@@ -111,13 +98,11 @@ internal static class AdmissionPlanner
     {
         if (need > cellsPerSlot) return new AdmissionPlan(AdmissionDecision.NoCells);
         var maxReuse = prompt.Length - 1;
-        Slot? best = null, empty = null, lru = null;
+        Slot? best = null;
         var reuse = 0;
         foreach (var s in slots)
         {
             if (!canTake(s)) continue;
-            if (s.State == SlotState.Empty) empty ??= s;
-            if (lru is null || s.LastUsed < lru.LastUsed) lru = s;
             var n = prefixReuse && maxReuse > 0 ? Math.Min(prompt.CommonPrefixLength(s.Cached), maxReuse) : 0;
             if (n > reuse)
             {
@@ -125,7 +110,20 @@ internal static class AdmissionPlanner
                 best = s;
             }
         }
-        var target = best ?? empty ?? lru!;
+        var target = best ?? EmptyOrLeastRecentlyUsed(slots, canTake);
         return new AdmissionPlan(AdmissionDecision.Admit, target, best, reuse, []);
+    }
+
+    /// <summary>A free slot with nothing cached, else the least recently used free one (its cache is dropped); one exists.</summary>
+    private static Slot EmptyOrLeastRecentlyUsed(IReadOnlyList<Slot> slots, Func<Slot, bool> canTake)
+    {
+        Slot? empty = null, lru = null;
+        foreach (var s in slots)
+        {
+            if (!canTake(s)) continue;
+            if (s.State == SlotState.Empty) empty ??= s;
+            if (lru is null || s.LastUsed < lru.LastUsed) lru = s;
+        }
+        return empty ?? lru!;
     }
 }

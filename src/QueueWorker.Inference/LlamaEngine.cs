@@ -139,11 +139,12 @@ public sealed class LlamaEngine : IInferenceEngine, IAsyncDisposable
                     Log.EmbeddingsEnabled(_logger, embedder.Dimensions, Embedder.MaxSequences, _options.BatchSize);
                 }
 
+                var cellsPerSlot = CellsPerSlot(handle);
                 var scheduler = new Scheduler(handle, model, (_options.Slots, _options.PrioritySlots), _options.ContextSize, (int)handle.BatchSize, _options.PrefixReuse,
                     (budget.Threads, budget.BatchThreads), _logger, _time, Stats, _options.CrashSchedulerOnPrompt, _options.StallSchedulerOnPrompt,
-                    _options.KillProcessOnPrompt, CreatePromptCache(), _options.GrammarFastPath, CellsPerSlot(handle));
+                    _options.KillProcessOnPrompt, CreatePromptCache(), _options.GrammarFastPath, cellsPerSlot);
                 _running = new Running(weights, context, new PromptRenderer(model, format, _modelOptions.ParseSpecialInPrompt), scheduler,
-                    new Grammar.GrammarCache(model, GrammarCacheSize), embedder, CellsPerSlot(handle));
+                    new Grammar.GrammarCache(model, GrammarCacheSize), embedder, cellsPerSlot);
                 Info = new EngineInfo(Path.GetFileName(path), path, budget.Threads, budget.BatchThreads, _options.ContextSize,
                     _options.Slots, (int)handle.BatchSize, budget.Reason);
                 scheduler.Start();

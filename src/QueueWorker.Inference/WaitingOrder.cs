@@ -131,7 +131,7 @@ internal sealed class TenantTurns(int credit = 0)
     {
         var key = tenant ?? "";
         var usage = Usage(key) + 1;
-        Level = Clock == 0 ? usage : Math.Max(Level, usage);
+        Level = Math.Max(Level, usage);
         _tenants[key] = (++Clock, usage);
         if (_tenants.Count > MaxTenants)
         {
