@@ -357,7 +357,6 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
     {
         var worker = s["worker"];
         var raw = s["raw"];
-        var (ratio, refused) = SaneRatio(worker[Metrics.AggregateTps], raw[Metrics.AggregateTps]);
         var tiny = s["tiny"][Metrics.JobsPerS];
         var ceiling = s["ceiling"][Metrics.JobsPerS];
         var share = Stat.Of(tiny.Samples.Zip(ceiling.Samples, (a, b) => a / b).ToList());
@@ -369,9 +368,7 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
         [
             SingleTarget("single-prefill", "prefill", Metrics.PrefillTps, sw, sr),
             SingleTarget("single-decode", "decode", Metrics.DecodeTps, sw, sr),
-            refused is null
-                ? TargetResult.Judge("overhead-throughput", target, ">=", ThroughputRatioTarget, "×", ratio, detail)
-                : new TargetResult("overhead-throughput", target, ">=", ThroughputRatioTarget, "×", null, $"{refused}; {detail}", null),
+            RatioTarget("overhead-throughput", target, ThroughputRatioTarget, worker[Metrics.AggregateTps], raw[Metrics.AggregateTps], detail),
             // A report, not a target: the broker's rate is the ceiling the worker's jobs/s is read against.
             new TargetResult("overhead-jobs", $"{plan.TinyJobs} tiny jobs: the worker's jobs/s as a share of the broker's own publish+confirm+ack rate (reported; the ceiling is 1)",
                 "<=", 1, "×", share, $"worker {F(tiny)} jobs/s; broker ceiling {F(ceiling)} jobs/s; one confirm at a time {F(s["ceiling-serial"][Metrics.JobsPerS])} jobs/s", share.Median <= 1 + MinNoise),
@@ -380,13 +377,19 @@ public sealed class OverheadBenchRunner(OverheadBenchPlan plan, IBenchProgress p
 
     private TargetResult SingleTarget(string id, string what, string metric, IReadOnlyDictionary<string, Stat> worker, IReadOnlyDictionary<string, Stat> raw)
     {
-        var (ratio, refused) = SaneRatio(worker[metric], raw[metric]);
         var target = $"{Path.GetFileName(plan.Model)}, one job: the worker's {what} tok/s ≥ {SingleRatioTarget} × the raw loop's";
         var detail = $"worker {F(worker[metric])} vs raw {F(raw[metric])} tok/s; prompt tokens {F(worker[Metrics.PromptTokens])} (cached {F(worker[Metrics.CachedTokens])}), " +
                      $"completion tokens {F(worker[Metrics.CompletionTokens])} and {F(raw[Metrics.CompletionTokens])}";
+        return RatioTarget(id, target, SingleRatioTarget, worker[metric], raw[metric], detail);
+    }
+
+    /// <summary>Worker ÷ raw judged against <paramref name="threshold"/>, or not measured (with the reason) when the raw baseline is the slower.</summary>
+    private static TargetResult RatioTarget(string id, string target, double threshold, Stat worker, Stat raw, string detail)
+    {
+        var (ratio, refused) = SaneRatio(worker, raw);
         return refused is null
-            ? TargetResult.Judge(id, target, ">=", SingleRatioTarget, "×", ratio, detail)
-            : new TargetResult(id, target, ">=", SingleRatioTarget, "×", null, $"{refused}; {detail}", null);
+            ? TargetResult.Judge(id, target, ">=", threshold, "×", ratio, detail)
+            : new TargetResult(id, target, ">=", threshold, "×", null, $"{refused}; {detail}", null);
     }
 
     private static string F(Stat s) => ReportWriter.Format(s);
