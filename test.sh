@@ -46,6 +46,15 @@ if [ "$lane" != cluster ]; then
   rm -f "$log.smoke"
 fi
 
+# The failed tests again at the very end, each with the first lines of its error (a CI log shows only its tail, and a
+# failed worker test's message carries the worker's whole log).
+awk '/^  Failed [^ ]+ \[/ { print; n = 0; inmsg = 0; next }
+     /^  Error Message:/ { inmsg = 1; next }
+     /^  (Stack Trace|Standard Output Messages):/ { inmsg = 0; next }
+     inmsg && n < 8 { print "    " $0; n++ }' "$log" > "$log.failed" || true
+if [ -s "$log.failed" ]; then echo "test.sh: failed tests"; cat "$log.failed"; fi
+rm -f "$log.failed"
+
 # One summary line over all test projects ("N passed, N failed, N skipped"), for people and CI alike.
 awk '/^(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { gsub(",", "", $(i+1)); if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; if (s > 0) exit 3 }' "$log" || { echo "test.sh: tests were skipped; every test must run" >&2; status=1; }

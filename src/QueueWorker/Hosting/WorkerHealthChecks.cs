@@ -35,6 +35,10 @@ public static class WorkerHealthChecks
     /// </summary>
     public static IHostApplicationBuilder AddWorkerHealthChecks(this IHostApplicationBuilder builder)
     {
+        // ASP.NET Core logs every unhealthy probe answer as an error: a worker waiting for its broker would log one per
+        // probe (thousands an hour). The state is in /readyz's body and the worker logs its own causes (connection lost,
+        // consumer cancelled, engine failed) once each.
+        builder.Logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService", LogLevel.Critical);
         builder.Services.AddHealthChecks()
             .AddCheck(ProcessCheck, () => HealthCheckResult.Healthy("the process answers"), [LiveTag])
             .Add(new HealthCheckRegistration(EngineCheck, sp => new EngineHealthCheck(sp.GetRequiredService<IInferenceEngine>()), HealthStatus.Unhealthy, [LiveTag]))
