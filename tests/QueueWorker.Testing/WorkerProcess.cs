@@ -70,6 +70,7 @@ public sealed class WorkerProcess : IAsyncDisposable
         var limit = timeout ?? Waits.WorkerReady;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var until = DateTime.UtcNow + limit;
+        var last = "no answer";
         while (DateTime.UtcNow < until)
         {
             if (_process.HasExited)
@@ -79,6 +80,7 @@ public sealed class WorkerProcess : IAsyncDisposable
                 var response = await http.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/readyz"));
                 if (response.StatusCode == HttpStatusCode.OK)
                     return;
+                last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
             }
             catch (HttpRequestException)
             {
@@ -90,7 +92,7 @@ public sealed class WorkerProcess : IAsyncDisposable
             }
             await Task.Delay(200);
         }
-        throw new TimeoutException($"The worker was not ready within {limit.TotalSeconds:F0} s:\n{Output}");
+        throw new TimeoutException($"The worker was not ready within {limit.TotalSeconds:F0} s (last /readyz: {last}):\n{Output}");
     }
 
     /// <summary>The body of <paramref name="path"/> whatever the status (e.g. <c>/readyz</c> answers 503 with its reasons).</summary>
