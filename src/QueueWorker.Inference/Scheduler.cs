@@ -119,6 +119,8 @@ internal sealed class Scheduler
                 DrainIncoming();
                 if (_waiting.Count == 0 && !_slots.Any(s => s.IsActive))
                 {
+                    // Nothing to share: whatever a tenant had until now was had without contention (see TenantTurns).
+                    _turns.Reset();
                     PublishStats();
                     if (!WaitForJob()) break;
                     continue;

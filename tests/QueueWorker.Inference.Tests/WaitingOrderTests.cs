@@ -84,6 +84,49 @@ public sealed class WaitingOrderTests
     }
 
     [Fact]
+    public void Order_TenantRanAloneBeforeAFlood_AfterResetGetsItsWholeCredit()
+    {
+        // b ran 10 jobs on an idle worker, then a's flood came and had 4 slots. Without the reset a came back as a
+        // newcomer 8 below b's 10 and b, 4 slots above a, waits for 4 more of a's; after it (the worker went idle in
+        // between) b is the newcomer with 8 slots of credit.
+        static string Tenants(bool reset)
+        {
+            var turns = new TenantTurns(credit: 8);
+            for (var i = 0; i < 10; i++) turns.Served("b");
+            if (reset) turns.Reset();
+            for (var i = 0; i < 4; i++) turns.Served("a");
+            var entries = Enumerable.Range(0, 20).Select(i => E(i, tenant: i < 10 ? "a" : "b")).ToArray();
+            return string.Concat(WaitingOrder.Order(entries, turns).Select(i => entries[i].Tenant));
+        }
+
+        Assert.StartsWith("aaaab", Tenants(reset: false));
+        Assert.StartsWith("bbbbbbbbab", Tenants(reset: true));
+    }
+
+    [Fact]
+    public void Reset_AnyHistory_TurnsThenBehaveAsNew()
+    {
+        // Whatever came before, after a reset every tenant's usage (and so the order) is a fresh ledger's, on any admissions.
+        var tenant = Gen.Int[0, 3].Select(t => ((char)('a' + t)).ToString());
+        Gen.Select(Gen.Int[0, 12], tenant.Array[0, 60], tenant.Array[0, 60]).Sample((credit, before, after) =>
+        {
+            var turns = new TenantTurns(credit);
+            foreach (var t in before) turns.Served(t);
+            turns.Reset();
+            var fresh = new TenantTurns(credit);
+
+            foreach (var t in after.Append("a"))
+            {
+                foreach (var probe in new[] { "a", "b", "c", "d" })
+                    Assert.Equal(fresh.Usage(probe), turns.Usage(probe));
+                Assert.Equal(fresh.Level, turns.Level);
+                turns.Served(t);
+                fresh.Served(t);
+            }
+        });
+    }
+
+    [Fact]
     public void Order_TenantIdleForLong_StartsOnlyItsCreditAhead()
     {
         // b had 2 slots long ago, a 100 since: b does not get 98 slots in a row.
