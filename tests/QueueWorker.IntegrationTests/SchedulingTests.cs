@@ -195,6 +195,32 @@ public sealed class SchedulingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task FairShare_TenantRanAloneBeforeTheFlood_StillGetsItsCreditAhead()
+    {
+        // The small tenant first runs 4 jobs on the idle worker; then the flood comes and the small tenant again. Slots
+        // had without contention must not count against it: with 2 slots (credit 4) its 4 jobs take the next 4 freed slots
+        // (its last result by about index 5). Counted against it, the flood would get 2 more slots first, then the two
+        // alternate (index ~10).
+        var (_, results) = await StartWorkerAsync(("RabbitMq:Prefetch", "40"), ("Inference:Slots", "2"));
+        var alone = Enumerable.Range(1, 4).Select(i => $"alone{i}").ToList();
+        foreach (var id in alone) await _broker.PublishAsync(_jobs, Job(id, 50, """ "user":"small" """));
+        await results.WaitForIdsAsync(alone, TimeSpan.FromSeconds(120));
+        await Task.Delay(200); // the worker is idle
+
+        var flood = Enumerable.Range(1, 16).Select(i => $"a{i}").ToList();
+        var small = Enumerable.Range(1, 4).Select(i => $"s{i}").ToList();
+        // Jobs of ~1 s: every job is in the worker before the first two finish (a confirmed publish to a quorum queue
+        // waits for the broker's fsync, tens of ms each on a loaded disk).
+        foreach (var id in flood) await _broker.PublishAsync(_jobs, Job(id, 600, """ "metadata":{"tenant":"big"} """));
+        foreach (var id in small) await _broker.PublishAsync(_jobs, Job(id, 600, """ "user":"small" """));
+        await results.WaitForIdsAsync([.. flood, .. small], TimeSpan.FromSeconds(180));
+
+        var order = results.All.Select(r => r.Result.Id).Skip(alone.Count).ToList();
+        Assert.True(small.Max(order.IndexOf) <= 7, $"completion order: {string.Join(",", order)}");
+        AssertExactlyOneEach(results, [.. alone, .. flood, .. small]);
+    }
+
+    [Fact]
     public async Task BackPressure_QueueFull_SubmitFailsClearlyThenGetsInWhenThereIsRoom()
     {
         // The worker declares the queue with its length limit, then stops: nothing consumes.

@@ -31,13 +31,15 @@ public sealed class ExpiryTests(ITestOutputHelper output)
             var ids = Enumerable.Range(1, Lines).Select(i => $"exp-{i}-{Guid.NewGuid():N}"[..16]).ToList();
             await File.WriteAllLinesAsync(input, ids.Select(id =>
                 $$$"""{"custom_id":"{{{id}}}","method":"POST","url":"/v1/completions","body":{"prompt":"Once upon a time","max_tokens":8}}"""));
-            string[] args = ["batch", input, "--out", results, "--completion-window", "2s", "--max-in-flight", "8", "--progress-interval", "1"];
+            // The window starts with qw: long enough for a loaded machine to start it and publish every line within it.
+            var window = Waits.Seconds(2);
+            string[] args = ["batch", input, "--out", results, "--completion-window", $"{(int)window.TotalSeconds}s", "--max-in-flight", "8", "--progress-interval", "1"];
 
             var batch = StartQw(h, args);
             // Every line published (the window started when qw did), then the window over with no worker consuming.
             await ReliabilityHarness.WaitUntilAsync(async () => await h.Broker.MessageCountAsync(h.JobsQueue) + await h.Broker.MessageCountAsync(h.DeadLetterQueue) == Lines,
                 "every line published", Waits.Seconds(60), TimeSpan.FromMilliseconds(100));
-            await Task.Delay(TimeSpan.FromSeconds(3));
+            await Task.Delay(window + TimeSpan.FromSeconds(1));
             var worker = await h.StartWorkerAsync();
 
             var (code, stdout, stderr) = await batch.WaitAsync(Waits.Seconds(180));
