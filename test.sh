@@ -51,7 +51,7 @@ fi
 awk '/^  Failed [^ ]+ \[/ { print; n = 0; inmsg = 0; next }
      /^  Error Message:/ { inmsg = 1; next }
      /^  (Stack Trace|Standard Output Messages):/ { inmsg = 0; next }
-     inmsg && n < 8 { print "    " $0; n++ }' "$log" > "$log.failed" || true
+     inmsg && n < 16 { print "    " $0; n++ }' "$log" > "$log.failed" || true
 if [ -s "$log.failed" ]; then echo "test.sh: failed tests"; cat "$log.failed"; fi
 rm -f "$log.failed"
 

@@ -42,6 +42,24 @@ public sealed class WorkerProcess : IAsyncDisposable
         get { lock (_output) return _output.ToString(); }
     }
 
+    /// <summary>
+    /// The last <paramref name="max"/> warnings and errors of the log, each with its message line (the console logger
+    /// writes "warn: Category[id]" and the message below it): what a failed test's first lines should show.
+    /// </summary>
+    public string Problems(int max = 10)
+    {
+        var lines = Output.Split('\n');
+        var problems = new List<string>();
+        for (var i = 0; i < lines.Length; i++)
+        {
+            var line = lines[i].Trim();
+            if (line.StartsWith("warn:", StringComparison.Ordinal) || line.StartsWith("fail:", StringComparison.Ordinal)
+                || line.StartsWith("crit:", StringComparison.Ordinal))
+                problems.Add(line + (i + 1 < lines.Length ? " " + lines[i + 1].Trim() : ""));
+        }
+        return problems.Count == 0 ? "no warning or error logged" : string.Join("\n", problems.TakeLast(max));
+    }
+
     /// <summary>Starts the worker; <paramref name="settings"/> are configuration keys (<c>RabbitMq:JobsQueue</c> …) and win over the defaults.</summary>
     public static WorkerProcess Start(IReadOnlyDictionary<string, string> settings)
     {
@@ -92,7 +110,7 @@ public sealed class WorkerProcess : IAsyncDisposable
             }
             await Task.Delay(200);
         }
-        throw new TimeoutException($"The worker was not ready within {limit.TotalSeconds:F0} s (last /readyz: {last}):\n{Output}");
+        throw new TimeoutException($"The worker was not ready within {limit.TotalSeconds:F0} s (last /readyz: {last}); its last warnings and errors:\n{Problems()}\nits whole log:\n{Output}");
     }
 
     /// <summary>The body of <paramref name="path"/> whatever the status (e.g. <c>/readyz</c> answers 503 with its reasons).</summary>
