@@ -54,6 +54,8 @@ public interface IBrokerStatus
 {
     bool IsConnected { get; }
     bool IsConsuming { get; }
+    /// <summary>Why the consumer is (not) running, for a warning when it stays down while the broker is connected.</summary>
+    string ConsumerState { get; }
     /// <summary>Jobs received and not yet acked or nacked.</summary>
     int InFlight { get; }
 }

@@ -88,6 +88,25 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     public bool IsConsuming => !_stopping && !_connection.IsRecovering && _channel is { IsOpen: true } && ConsumersLive
         && (ConsumersActive || _isolation.Isolating);
 
+    /// <summary>Each condition of <see cref="IsConsuming"/>, and where the supervisor is and since when.</summary>
+    public string ConsumerState
+    {
+        get
+        {
+            var consumers = _consumers;
+            var (step, since) = _supervisor;
+            return $"stopping={_stopping}, recovering={_connection.IsRecovering}, channel={(_channel is { } c ? (c.IsOpen ? "open" : "closed") : "none")}, " +
+                $"consumers={consumers.Count} (cancelled by the broker {consumers.Count(x => x.CancelledByBroker)}, inactive {consumers.Count(x => !x.Active)}), " +
+                $"isolating={_isolation.Isolating}; supervisor: {step} since {since:HH:mm:ss.fff}";
+        }
+    }
+
+    private sealed record SupervisorStep(string Step, DateTimeOffset Since);
+
+    private volatile SupervisorStep _supervisor = new("starting", default);
+
+    private void SupervisorAt(string step) => _supervisor = new SupervisorStep(step, _timeProvider.GetUtcNow());
+
     private bool ConsumersLive => _consumers is { Count: > 0 } consumers && consumers.All(c => !c.CancelledByBroker);
 
     private bool ConsumersActive => _consumers.All(c => c.Active);
@@ -107,7 +126,9 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             Log.PrefetchDefaulted(_logger);
         try
         {
+            SupervisorAt("connecting");
             var connection = await _connection.GetConnectionAsync(stoppingToken).ConfigureAwait(false);
+            SupervisorAt("declaring the queues");
             if (!await DeclareTopologyAsync(connection, stoppingToken).ConfigureAwait(false))
                 return;
             await SuperviseAsync(connection, stoppingToken).ConfigureAwait(false);
@@ -151,6 +172,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             if (NeedsSubscription(connection))
             {
+                SupervisorAt("subscribing");
                 // Each try checks again: the service may be stopping, or recovery may have restored the consumer meanwhile.
                 await _subscribePipeline.ExecuteAsync(static async (state, ct) =>
                 {
@@ -159,7 +181,11 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
                 }, (Self: this, Connection: connection), stoppingToken).ConfigureAwait(false);
             }
             if (_deadLetters is { } deadLetters && !_stopping && deadLetters.NeedsSubscription(connection, _connection.IsRecovering))
+            {
+                SupervisorAt("subscribing to the dead-letter queue");
                 await deadLetters.TrySubscribeAsync(connection, stoppingToken).ConfigureAwait(false);
+            }
+            if (_supervisor.Step != "watching") SupervisorAt("watching");
             await _wake.WaitAsync(PollInterval, stoppingToken).ConfigureAwait(false);
         }
     }

@@ -34,19 +34,31 @@ public sealed partial class WorkerWatchdog(
     private bool _wasConnected;
     private DateTimeOffset _connectedOrWaitingSince;
     private volatile string? _verdict;
+    private DateTimeOffset _consumingOrNotExpectedSince;
+    private DateTimeOffset? _consumerWarnedAt;
+
+    /// <summary>
+    /// How long the consumer may be down while the broker is connected and the model loaded before the worker says so
+    /// (then once a minute): readiness only says "not running", the warning says which condition fails and where the
+    /// supervisor is.
+    /// </summary>
+    public static readonly TimeSpan ConsumerDownWarning = TimeSpan.FromSeconds(30);
 
     /// <summary>Why the worker must be restarted; null while it is fine.</summary>
     public string? Verdict => _verdict;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        _progressSince = _connectedOrWaitingSince = time.GetUtcNow();
+        _progressSince = _connectedOrWaitingSince = _consumingOrNotExpectedSince = time.GetUtcNow();
         using var timer = new PeriodicTimer(Interval, time);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
-                if (Inspect(time.GetUtcNow()) is not { } failure) continue;
+                var now = time.GetUtcNow();
+                if (ConsumerDown(now) is { } down)
+                    LogConsumerDown(down.TotalSeconds, broker.ConsumerState);
+                if (Inspect(now) is not { } failure) continue;
                 _verdict = failure.Reason;
                 LogGivingUp(failure.Reason, failure.ExitCode);
                 Environment.ExitCode = failure.ExitCode;
@@ -93,6 +105,25 @@ public sealed partial class WorkerWatchdog(
         }
         return null;
     }
+
+    /// <summary>How long the consumer has been down with the broker connected and the model loaded, when that is to be logged now.</summary>
+    internal TimeSpan? ConsumerDown(DateTimeOffset now)
+    {
+        if (broker.IsConsuming || !broker.IsConnected || !engine.IsReady)
+        {
+            _consumingOrNotExpectedSince = now;
+            _consumerWarnedAt = null;
+            return null;
+        }
+        var down = now - _consumingOrNotExpectedSince;
+        if (down < ConsumerDownWarning || (_consumerWarnedAt is { } warned && now - warned < TimeSpan.FromMinutes(1)))
+            return null;
+        _consumerWarnedAt = now;
+        return down;
+    }
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Warning, Message = "The jobs consumer has not been running for {Seconds:F0} s though the broker is connected and the model loaded: {State}")]
+    private partial void LogConsumerDown(double seconds, string state);
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Critical, Message = "Stopping the worker: {Reason}; jobs held are requeued, exit code {ExitCode}")]
     private partial void LogGivingUp(string reason, int exitCode);

@@ -46,6 +46,33 @@ public sealed class ConnectionFaultTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task JobsQueueDeletedUnderTheWorker_WarnsWhyItIsNotConsuming_ConsumesAgainOnceItIsBack()
+    {
+        await using var h = await ReliabilityHarness.CreateAsync(output);
+        var worker = await h.StartWorkerAsync();
+        await using (var channel = await h.Broker.OpenChannelAsync(confirms: false))
+            await channel.QueueDeleteAsync(h.JobsQueue, ifUnused: false, ifEmpty: false);
+
+        // Connected, model loaded, consumer down (each re-subscribe is refused: no such queue): after
+        // WorkerWatchdog.ConsumerDownWarning the worker says which condition fails and where its supervisor is.
+        await ReliabilityHarness.WaitUntilAsync(() => worker.Output.Contains("The jobs consumer has not been running for", StringComparison.Ordinal),
+            "the worker's warning that its consumer is down", Waits.Seconds(90), TimeSpan.FromMilliseconds(250));
+        var warning = worker.Problems(50).Split('\n').Last(l => l.Contains("has not been running", StringComparison.Ordinal));
+        h.Log(warning);
+        Assert.Contains("supervisor: subscribing since", warning, StringComparison.Ordinal);
+        Assert.Contains("stopping=False", warning, StringComparison.Ordinal);
+        Assert.False(worker.HasExited);
+
+        // The queue back (as an operator would restore it): the supervisor's next try consumes it.
+        await ReliabilityHarness.DeclareViaAsync(h.Uri, h.JobsQueue, ReliabilityHarness.JobsQueueArguments(h.DeadLetterQueue));
+        await ReliabilityHarness.WaitUntilAsync(async () => (await worker.GetBodyAsync("/readyz")).Contains("\"consumer_running\":true", StringComparison.Ordinal),
+            "the worker consumes again (/readyz)", Waits.Seconds(90), TimeSpan.FromMilliseconds(250));
+        var ids = await h.PublishJobsAsync(1, maxTokens: 4, prefix: "queue-back");
+        await h.Results.WaitForIdsAsync(ids, TimeSpan.FromSeconds(60));
+        h.AssertEveryJobCompletedOnce(ids, "jobs queue deleted and declared again");
+    }
+
+    [Fact]
     public async Task LongGenerationOnAllCores_HeartbeatsKeepTheConnection()
     {
         await using var h = await ReliabilityHarness.CreateAsync(output);
