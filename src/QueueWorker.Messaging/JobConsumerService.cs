@@ -393,7 +393,7 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
         {
             // Never seen; but a delivery that cannot even be read must still be settled.
             Log.HandlerFailed(_logger, ex, properties.MessageId, 0);
-            _ = Task.Run(() => FinishAsync(SettleAsync(channel, deliveryTag, ack: false, properties.MessageId), null, channel, null));
+            _ = InDeliveryOrder(() => FinishAsync(SettleAsync(channel, deliveryTag, ack: false, properties.MessageId), null, channel, null));
             return;
         }
         var ticket = admission.Ticket;
@@ -409,8 +409,19 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
             DeliveryAction.Park => ParkPoisonAsync(channel, deliveryTag, job, copy!),
             _ => ProcessAsync(channel, deliveryTag, job),
         };
-        _ = Task.Run(() => FinishAsync(Work(), ticket, channel, job.MessageId));
+        _ = InDeliveryOrder(() => FinishAsync(Work(), ticket, channel, job.MessageId));
     }
+
+    /// <summary>
+    /// Runs a delivery's work on the thread pool's global (first in, first out) queue. <c>Task.Run</c> from the
+    /// dispatcher's pool thread queues to that thread's local queue, which it runs last in, first out: a burst of
+    /// deliveries reached the engine nearly reversed (measured: 20 jobs published at once finished s4, a16, a14, a15, …),
+    /// so within a lane, priority and tenant the newest job went first and the newcomer credit went to whichever tenant's
+    /// job happened to come out first. Pool threads still race, so this is delivery order to within a few jobs.
+    /// </summary>
+    private static Task InDeliveryOrder(Func<Task> work) =>
+        Task.Factory.StartNew(work, CancellationToken.None, TaskCreationOptions.PreferFairness | TaskCreationOptions.DenyChildAttach,
+            TaskScheduler.Default).Unwrap();
 
     /// <summary>A suspect: waits until it is alone on the channel, then runs as any job.</summary>
     private async Task RunAloneAsync(IChannel channel, ulong deliveryTag, IncomingJob job, IsolationTicket ticket)
