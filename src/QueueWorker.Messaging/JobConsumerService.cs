@@ -417,7 +417,8 @@ public sealed class JobConsumerService : BackgroundService, IBrokerStatus
     /// dispatcher's pool thread queues to that thread's local queue, which it runs last in, first out: a burst of
     /// deliveries reached the engine nearly reversed (measured: 20 jobs published at once finished s4, a16, a14, a15, …),
     /// so within a lane, priority and tenant the newest job went first and the newcomer credit went to whichever tenant's
-    /// job happened to come out first. Pool threads still race, so this is delivery order to within a few jobs.
+    /// job happened to come out first. Pool threads still race, so this is delivery order but not strictly: neighbours may
+    /// swap, and a job whose thread is preempted before it reaches the engine falls behind (seen on a loaded CI machine).
     /// </summary>
     private static Task InDeliveryOrder(Func<Task> work) =>
         Task.Factory.StartNew(work, CancellationToken.None, TaskCreationOptions.PreferFairness | TaskCreationOptions.DenyChildAttach,

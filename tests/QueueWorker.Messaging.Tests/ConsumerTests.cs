@@ -74,12 +74,26 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
         output.WriteLine($"{order.Count} of {Jobs} reached the handler: {string.Join(",", order)}");
         // The order is the subject here: once, 1 run in 13, fewer than all had arrived after 30 s (not explained yet).
         Assert.True(order.Count >= Jobs / 2, $"only {order.Count} of {Jobs} jobs reached the handler");
-        // Pool threads race, so a few neighbours may swap; last in, first out would be ~n²/2 (1770 for 60) inversions.
-        var inversions = 0;
-        for (var i = 0; i < order.Count; i++)
-            for (var j = i + 1; j < order.Count; j++)
-                if (order[i] > order[j]) inversions++;
-        Assert.True(inversions <= order.Count, $"{inversions} inversions: {string.Join(",", order)}");
+        // Pool threads race: neighbours may swap, and a thread preempted between taking a delivery and reaching the
+        // handler lets that one job fall far behind (CI, loaded: 5 and 6 arrived after 44; 87 inversions). So the
+        // measure is how many jobs are out of place (n minus the longest run in delivery order), not inversions:
+        // that run was 52 of 59; last in, first out leaves it at a handful.
+        var inOrder = LongestIncreasingRun(order);
+        Assert.True(order.Count - inOrder <= order.Count / 4,
+            $"{order.Count - inOrder} of {order.Count} jobs out of delivery order: {string.Join(",", order)}");
+    }
+
+    /// <summary>Length of the longest strictly increasing subsequence (patience sorting, O(n log n)).</summary>
+    private static int LongestIncreasingRun(IReadOnlyList<int> values)
+    {
+        var tails = new List<int>();
+        foreach (var v in values)
+        {
+            var at = tails.BinarySearch(v);
+            if (at < 0) at = ~at;
+            if (at == tails.Count) tails.Add(v); else tails[at] = v;
+        }
+        return tails.Count;
     }
 
     [Fact]
