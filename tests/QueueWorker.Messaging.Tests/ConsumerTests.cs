@@ -72,7 +72,13 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
 
         var order = handler.Received.Select(j => int.Parse(j.MessageId!, CultureInfo.InvariantCulture)).ToList();
         output.WriteLine($"{order.Count} of {Jobs} reached the handler: {string.Join(",", order)}");
-        // The order is the subject here: once, 1 run in 13, fewer than all had arrived after 30 s (not explained yet).
+        if (order.Count < Jobs)
+        {
+            // Not explained yet (1 run in 13 here; on loaded CI job 59 was still missing after 90 s): say where it was.
+            var (ready, unacked) = await Rabbitmqctl.Shared.QueueCountsAsync(options.JobsQueue);
+            output.WriteLine($"missing: {string.Join(",", Enumerable.Range(0, Jobs).Except(order))}; jobs queue: {ready} ready, {unacked} unacked");
+        }
+        // The order is the subject here, so a short count is reported above but fails only below half.
         Assert.True(order.Count >= Jobs / 2, $"only {order.Count} of {Jobs} jobs reached the handler");
         // Pool threads race: neighbours may swap, and a thread preempted between taking a delivery and reaching the
         // handler lets that one job fall far behind (CI, loaded: 5 and 6 arrived after 44; 87 inversions). So the
