@@ -30,7 +30,7 @@ public sealed class ChannelClosedMidJobTests(RabbitMqFixture broker, ITestOutput
         try
         {
             await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("long"), p => p.MessageId = "long");
-            await firstStarted.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            await firstStarted.Task.WaitAsync(Waits.Seconds(20));
             var channel = worker.Consumer.ConsumerChannel!;
 
             // A channel error (ack of a tag never delivered): the broker closes the channel and requeues the job.

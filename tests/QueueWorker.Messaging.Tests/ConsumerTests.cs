@@ -184,7 +184,7 @@ public sealed class ConsumerTests(RabbitMqFixture broker, ITestOutputHelper outp
         var properties = new BasicProperties { MessageId = "job-direct", CorrelationId = "corr-direct", ReplyTo = ResultPublisher.DirectReplyToPrefix };
         await channel.BasicPublishAsync(string.Empty, options.JobsQueue, mandatory: false, properties, RabbitMqFixture.JobBody("job-direct"));
 
-        var (replyProperties, body) = await received.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var (replyProperties, body) = await received.Task.WaitAsync(Waits.Seconds(20));
 
         Assert.Equal("job-direct", replyProperties.MessageId);
         Assert.Equal("corr-direct", replyProperties.CorrelationId);

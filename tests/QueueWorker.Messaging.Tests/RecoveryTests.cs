@@ -17,7 +17,7 @@ public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper outp
 
         Assert.False(status.IsConnected);
         Assert.False(status.IsConsuming);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var timeout = new CancellationTokenSource(Waits.Seconds(20));
         await host.StopAsync(timeout.Token);
     }
 
@@ -58,7 +58,7 @@ public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper outp
         };
         await using var worker = await TestWorker.StartAsync(options, output, handler);
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("mid"), p => p.MessageId = "mid");
-        await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await started.Task.WaitAsync(Waits.Seconds(20));
 
         await Rabbitmqctl.Shared.RunAsync("close_connection", await ConnectionPidAsync(options.ClientName!), "test: mid-job");
         release.SetResult();
@@ -109,7 +109,7 @@ public sealed class RecoveryTests(RabbitMqFixture broker, ITestOutputHelper outp
         };
         await using var worker = await TestWorker.StartAsync(options, output, handler);
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("slow"), p => p.MessageId = "slow");
-        await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await started.Task.WaitAsync(Waits.Seconds(20));
         var channel = worker.Consumer.ConsumerChannel!;
 
         await channel.BasicAckAsync(424242, multiple: false);

@@ -18,7 +18,7 @@ public sealed class ShutdownTests(RabbitMqFixture broker, ITestOutputHelper outp
         };
         await using var worker = await TestWorker.StartAsync(options, output, handler);
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-finish"), p => p.MessageId = "job-finish");
-        await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await started.Task.WaitAsync(Waits.Seconds(20));
 
         await worker.StopAsync();
 
@@ -42,13 +42,13 @@ public sealed class ShutdownTests(RabbitMqFixture broker, ITestOutputHelper outp
         };
         await using var worker = await TestWorker.StartAsync(options, output, handler);
         await broker.PublishJobAsync(options.JobsQueue, RabbitMqFixture.JobBody("job-requeue"), p => p.MessageId = "job-requeue");
-        await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await started.Task.WaitAsync(Waits.Seconds(20));
 
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
         await worker.StopAsync();
         stopwatch.Stop();
 
-        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(10));
+        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromSeconds(0.9), Waits.Seconds(10));
         Assert.Equal(0u, await broker.ReadyCountAsync(options.ResultsQueue));
         var job = await broker.GetAsync(options.JobsQueue, TimeSpan.FromSeconds(5));
         Assert.Equal("job-requeue", job.BasicProperties.MessageId);

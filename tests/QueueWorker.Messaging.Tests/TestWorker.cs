@@ -84,7 +84,8 @@ public sealed class TestWorker : IAsyncDisposable
 
     public async Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan? timeout = null)
     {
-        var limit = timeout ?? TimeSpan.FromSeconds(20);
+        // Scaled on CI like every wait: a bound, not an expectation (the CI machine ran this project ~2.5× slower than here).
+        var limit = Waits.Scale(timeout ?? TimeSpan.FromSeconds(20));
         var deadline = DateTime.UtcNow + limit;
         while (!condition())
         {
@@ -99,7 +100,7 @@ public sealed class TestWorker : IAsyncDisposable
         if (_stopped)
             return;
         _stopped = true;
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var timeout = new CancellationTokenSource(Waits.Seconds(60));
         await _host.StopAsync(timeout.Token);
     }
 

@@ -91,7 +91,7 @@ public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper outp
         try
         {
             await host.StartAsync();
-            await stopping.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            await stopping.Task.WaitAsync(Waits.Seconds(20));
 
             var critical = Assert.Single(logs, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Critical);
             Assert.Equal(2011, critical.EventId);
@@ -102,7 +102,7 @@ public sealed class TopologyTests(RabbitMqFixture broker, ITestOutputHelper outp
         finally
         {
             Environment.ExitCode = 0; // the test process's own exit code is not the worker's
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            using var timeout = new CancellationTokenSource(Waits.Seconds(20));
             await host.StopAsync(timeout.Token);
         }
     }

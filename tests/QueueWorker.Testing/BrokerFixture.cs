@@ -132,10 +132,10 @@ public class BrokerFixture : IAsyncLifetime, IAsyncDisposable
         return Copy(await channel.BasicGetAsync(queue, autoAck: true));
     }
 
-    /// <summary>Polls <paramref name="queue"/> until a message arrives (acked on receipt); fails after the timeout (default <see cref="Waits.Message"/>).</summary>
+    /// <summary>Polls <paramref name="queue"/> until a message arrives (acked on receipt); fails after the timeout (default <see cref="Waits.Message"/>; a given one is scaled as every wait is).</summary>
     public async Task<BasicGetResult> GetAsync(string queue, TimeSpan? timeout = null)
     {
-        var limit = timeout ?? Waits.Message;
+        var limit = timeout is { } given ? Waits.Scale(given) : Waits.Message;
         await using var channel = await OpenChannelAsync(confirms: false);
         var deadline = DateTime.UtcNow + limit;
         while (DateTime.UtcNow < deadline)

@@ -45,7 +45,7 @@ public sealed class Rabbitmqctl(string node)
     /// <summary>Waits until the connection named <paramref name="clientName"/> is listed and returns its pid.</summary>
     public async Task<string> ConnectionPidAsync(string clientName, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? Waits.Seconds(60));
+        var deadline = DateTime.UtcNow + (timeout is { } given ? Waits.Scale(given) : Waits.Seconds(60));
         while (true)
         {
             if (await FindConnectionPidAsync(clientName) is { } pid)
