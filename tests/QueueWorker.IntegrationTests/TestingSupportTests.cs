@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using QueueWorker.IntegrationTests.Reliability;
 using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
 
 namespace QueueWorker.IntegrationTests;
 
@@ -48,5 +49,38 @@ public sealed class PrivateRabbitNodeTests(PrivateRabbitNode node) : IClassFixtu
         Assert.True(after.Connection.IsOpen);
         Assert.True(shared.Connection.IsOpen);
         await node.StopAsync();
+    }
+
+    [Fact]
+    public async Task DeadLetterSupervisorGone_RestartIfGone_RestartsTheNodeAndAtLeastOnceQueuesDeclareAgain()
+    {
+        await node.RestartIfDeadLetterSupervisorGoneAsync(_ => { }); // running, whatever the other test left
+        Assert.False(await node.RestartIfDeadLetterSupervisorGoneAsync(_ => { }));
+
+        // What RabbitMQ's bug leaves behind: the supervisor stopped and never started again.
+        await node.Ctl.RunAsync("eval", "supervisor:terminate_child(rabbit_sup, rabbit_fifo_dlx_sup).");
+        await using (var broken = await BrokerFixture.ConnectAsync(node.Uri))
+            await Assert.ThrowsAnyAsync<OperationInterruptedException>(() => DeclareAtLeastOnceAsync(broken, "qw-test.dlx-broken"));
+
+        var said = new List<string>();
+        Assert.True(await node.RestartIfDeadLetterSupervisorGoneAsync(said.Add));
+        Assert.Contains(said, line => line.Contains("rabbit_fifo_dlx_sup is gone", StringComparison.Ordinal));
+        await using var healed = await BrokerFixture.ConnectAsync(node.Uri);
+        await DeclareAtLeastOnceAsync(healed, "qw-test.dlx-healed");
+    }
+
+    // The worker's jobs queue in miniature: quorum, dead-lettering at least once (which needs reject-publish).
+    private static async Task DeclareAtLeastOnceAsync(BrokerFixture broker, string queue)
+    {
+        await using var channel = await broker.OpenChannelAsync(confirms: false);
+        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: new Dictionary<string, object?>
+        {
+            ["x-queue-type"] = "quorum",
+            ["x-dead-letter-strategy"] = "at-least-once",
+            ["x-overflow"] = "reject-publish",
+            ["x-dead-letter-exchange"] = "",
+            ["x-dead-letter-routing-key"] = queue + ".dlq",
+        });
+        await channel.QueueDeleteAsync(queue);
     }
 }
