@@ -76,9 +76,11 @@ public sealed class ShutdownTests(ITestOutputHelper output)
         Assert.True(exitSeconds < Grace + 20, $"exit took {exitSeconds:F0} s");
         Assert.Contains("Grace period over", first.Output);
         Assert.Contains("cancelled by shutdown: nacked with requeue", first.Output);
-        var byFirst = h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(1));
-        Assert.Equal(0, byFirst);
-        await h.WaitForJobsQueueAsync(Jobs, 0, "every job back in the queue, none held by the stopped worker");
+        // A job may finish before SIGTERM (CI: the machine sped up after calibration, one of two was done and acked
+        // before the other was delivered): the worker's own log says which it settled. Every other job must be back.
+        var ackedByFirst = AckedJobs.Matches(first.Output).Count;
+        Assert.True(ackedByFirst < Jobs, "at least one job was in flight at SIGTERM");
+        await h.WaitForJobsQueueAsync(Jobs - ackedByFirst, 0, "every job not finished before SIGTERM back in the queue, none held by the stopped worker");
 
         var restartedAt = Stopwatch.StartNew();
         await h.StartWorkerAsync();
@@ -86,8 +88,10 @@ public sealed class ShutdownTests(ITestOutputHelper output)
         h.Log($"all {Jobs} jobs done {restartedAt.Elapsed.TotalSeconds:F1} s after the second worker started");
         var report = h.AssertEveryJobCompletedOnce(ids, "SIGTERM, grace expired");
         Assert.Equal(0, report.Duplicates);
-        Assert.True(h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(2)) >= inFlight, "the requeued jobs were finished by the next worker");
+        Assert.True(h.JobResults.Count(r => r.Result.Worker?.Id == h.WorkerId(2)) >= Math.Max(inFlight, Jobs - ackedByFirst), "the requeued jobs were finished by the next worker");
     }
+
+    private static readonly System.Text.RegularExpressions.Regex AckedJobs = new(@"Job term-requeue\S*: result \S+ confirmed by the broker to '[^']*', delivery acked");
 
     private static readonly System.Text.RegularExpressions.Regex Received = new(@"Job (\S+) received \(delivery");
 
