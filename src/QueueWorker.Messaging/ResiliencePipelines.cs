@@ -168,12 +168,18 @@ public static class ResiliencePipelines
         _ => false,
     };
 
+    /// <summary>AMQP 541 INTERNAL_ERROR.</summary>
+    public const ushort InternalErrorCode = 541;
+
     /// <summary>One line for a log: the exception's type and message, no stack.</summary>
     public static string Describe(Exception? ex) => ex switch
     {
         null => "no exception",
         AggregateException { InnerExceptions.Count: 1 } aggregate => Describe(aggregate.InnerExceptions[0]),
         BrokerUnreachableException { InnerException: { } inner } => $"broker unreachable ({inner.GetBaseException().Message})",
+        // RabbitMQ's own failure, retried like any other; the one seen to last is named (README, Limits).
+        OperationInterruptedException { ShutdownReason.ReplyCode: InternalErrorCode } =>
+            $"{ex.GetType().Name}: {ex.Message} (the broker's internal error; if it lasts, check the node's rabbit_fifo_dlx_sup: README, Limits)",
         _ => $"{ex.GetType().Name}: {ex.Message}",
     };
 }

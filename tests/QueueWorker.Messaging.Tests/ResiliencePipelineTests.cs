@@ -26,6 +26,16 @@ public sealed class ResiliencePipelineTests
         return (error, time.GetUtcNow() - start);
     }
 
+    [Fact]
+    public void Describe_BrokerInternalError_PointsToTheKnownBrokerFailure()
+    {
+        var described = ResiliencePipelines.Describe(new OperationInterruptedException(new ShutdownEventArgs(ShutdownInitiator.Peer, 541, "INTERNAL_ERROR")));
+
+        Assert.Contains("INTERNAL_ERROR", described, StringComparison.Ordinal);
+        Assert.Contains("rabbit_fifo_dlx_sup", described, StringComparison.Ordinal);
+        Assert.DoesNotContain("rabbit_fifo_dlx_sup", ResiliencePipelines.Describe(ConnectionGone()), StringComparison.Ordinal);
+    }
+
     private static AlreadyClosedException ConnectionGone() =>
         new(new ShutdownEventArgs(ShutdownInitiator.Peer, 320, "CONNECTION_FORCED - broker forced connection closure"));
 
