@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Polly;
 using Polly.Retry;
 using Polly.Timeout;
+using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
 
 namespace QueueWorker.Messaging;
@@ -168,9 +169,6 @@ public static class ResiliencePipelines
         _ => false,
     };
 
-    /// <summary>AMQP 541 INTERNAL_ERROR.</summary>
-    public const ushort InternalErrorCode = 541;
-
     /// <summary>One line for a log: the exception's type and message, no stack.</summary>
     public static string Describe(Exception? ex) => ex switch
     {
@@ -178,7 +176,7 @@ public static class ResiliencePipelines
         AggregateException { InnerExceptions.Count: 1 } aggregate => Describe(aggregate.InnerExceptions[0]),
         BrokerUnreachableException { InnerException: { } inner } => $"broker unreachable ({inner.GetBaseException().Message})",
         // RabbitMQ's own failure, retried like any other; the one seen to last is named (README, Limits).
-        OperationInterruptedException { ShutdownReason.ReplyCode: InternalErrorCode } =>
+        OperationInterruptedException { ShutdownReason.ReplyCode: Constants.InternalError } =>
             $"{ex.GetType().Name}: {ex.Message} (the broker's internal error; if it lasts, check the node's rabbit_fifo_dlx_sup: README, Limits)",
         _ => $"{ex.GetType().Name}: {ex.Message}",
     };

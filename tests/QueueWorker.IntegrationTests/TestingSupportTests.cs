@@ -69,18 +69,11 @@ public sealed class PrivateRabbitNodeTests(PrivateRabbitNode node) : IClassFixtu
         await DeclareAtLeastOnceAsync(healed, "qw-test.dlx-healed");
     }
 
-    // The worker's jobs queue in miniature: quorum, dead-lettering at least once (which needs reject-publish).
+    // The worker's jobs queue: quorum, dead-lettering at least once.
     private static async Task DeclareAtLeastOnceAsync(BrokerFixture broker, string queue)
     {
         await using var channel = await broker.OpenChannelAsync(confirms: false);
-        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: new Dictionary<string, object?>
-        {
-            ["x-queue-type"] = "quorum",
-            ["x-dead-letter-strategy"] = "at-least-once",
-            ["x-overflow"] = "reject-publish",
-            ["x-dead-letter-exchange"] = "",
-            ["x-dead-letter-routing-key"] = queue + ".dlq",
-        });
+        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: ReliabilityHarness.JobsQueueArguments(queue + ".dlq"));
         await channel.QueueDeleteAsync(queue);
     }
 }
